@@ -1,0 +1,550 @@
+//! Start-up configuration: the [`WxLogin`] builder and the handle it returns.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{BuildError, ErrorCode, LoginError, Rejection, Renderer};
+use crate::layer::WxLoginLayer;
+use crate::login::{LoginService, LogoutService};
+use crate::session::Identity;
+use crate::store::cache::SessionCache;
+use crate::store::{MemoryStore, SessionStore, StoreError};
+use crate::token::{TokenKeys, MIN_KEY_LEN};
+use crate::wechat::{ClientConfig, WeChatClient};
+use crate::Secret;
+
+/// The default WeChat API base URL.
+pub const DEFAULT_API_BASE: &str = "https://api.weixin.qq.com";
+
+type HookFuture<T> = Pin<Box<dyn Future<Output = Result<T, LoginError>> + Send>>;
+pub(crate) type Hook<T> = Arc<dyn Fn(Identity) -> HookFuture<T> + Send + Sync>;
+
+/// Where the layer and the logout route read the session token.
+///
+/// ```
+/// use wxlogin::TokenSource;
+/// let bearer = TokenSource::Bearer; // `Authorization: Bearer <token>`, the default
+/// let custom = TokenSource::header("X-WX-Session").unwrap();
+/// # let _ = (bearer, custom);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>` (scheme matched case-insensitively).
+    #[default]
+    Bearer,
+    /// The whole value of a named header, such as `X-WX-Session`.
+    Header(HeaderName),
+}
+
+impl TokenSource {
+    /// A named header; `None` if the name is not a valid header name.
+    pub fn header(name: &str) -> Option<Self> {
+        HeaderName::from_bytes(name.as_bytes())
+            .ok()
+            .map(TokenSource::Header)
+    }
+
+    /// The token in these headers, or the error-table code for its absence.
+    #[inline]
+    pub(crate) fn read<'a>(&self, headers: &'a HeaderMap) -> Result<&'a str, ErrorCode> {
+        let value = match self {
+            TokenSource::Bearer => headers.get(header::AUTHORIZATION),
+            TokenSource::Header(name) => headers.get(name),
+        };
+        let Some(value) = value else {
+            return Err(ErrorCode::MissingToken);
+        };
+        let text = value.to_str().map_err(|_| ErrorCode::InvalidToken)?.trim();
+        let token = match self {
+            TokenSource::Bearer => {
+                let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+                if !scheme.eq_ignore_ascii_case("bearer") {
+                    return Err(ErrorCode::MissingToken);
+                }
+                rest.trim_start()
+            }
+            TokenSource::Header(_) => text,
+        };
+        if token.is_empty() {
+            Err(ErrorCode::MissingToken)
+        } else {
+            Ok(token)
+        }
+    }
+}
+
+/// Everything the layer, the extractors and the routes share.
+pub(crate) struct Shared<T> {
+    pub(crate) app_id: String,
+    pub(crate) app_secret: Secret,
+    pub(crate) token_source: TokenSource,
+    pub(crate) session_ttl: Duration,
+    pub(crate) idle_timeout_ms: Option<u64>,
+    pub(crate) idle_refresh_ms: u64,
+    pub(crate) keys: TokenKeys,
+    pub(crate) sessions: SessionCache<T>,
+    pub(crate) wechat: WeChatClient,
+    pub(crate) hook: Hook<T>,
+    pub(crate) renderer: Option<Renderer>,
+    pub(crate) body_limit: usize,
+}
+
+impl<T> Shared<T> {
+    pub(crate) fn reject(&self, code: ErrorCode, message: &'static str) -> Rejection {
+        Rejection::new(code, message).with_renderer(self.renderer.as_ref())
+    }
+}
+
+/// A configured WeChat login: hands out the layer and the login and logout
+/// routes, all sharing one cache, store and WeChat client.
+///
+/// `T` is the app's own user data, returned by the login hook and stored in
+/// the session (`()` when there is no hook). Cloning is cheap.
+///
+/// ```
+/// use std::time::Duration;
+/// use wxlogin::WxLogin;
+///
+/// let wx = WxLogin::builder()
+///     .app_id("wx0123456789abcdef")
+///     .app_secret("app-secret")
+///     .session_ttl(Duration::from_secs(7 * 24 * 3600))
+///     .build()
+///     .unwrap();
+/// let _layer = wx.layer();
+/// let _login = wx.login_service();
+/// ```
+pub struct WxLogin<T = ()> {
+    pub(crate) shared: Arc<Shared<T>>,
+}
+
+impl<T> Clone for WxLogin<T> {
+    fn clone(&self) -> Self {
+        WxLogin {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for WxLogin<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WxLogin")
+            .field("app_id", &self.shared.app_id)
+            .field("app_secret", &self.shared.app_secret)
+            .field("token_source", &self.shared.token_source)
+            .field("session_ttl", &self.shared.session_ttl)
+            .field("keys", &self.shared.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WxLogin<()> {
+    /// Starts a configuration. App id and secret are required; the rest has defaults.
+    pub fn builder() -> WxLoginBuilder<()> {
+        WxLoginBuilder::new()
+    }
+}
+
+impl<T> WxLogin<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// The layer that requires a valid session on every request it wraps.
+    pub fn layer(&self) -> WxLoginLayer<T> {
+        WxLoginLayer::new(self.shared.clone(), false)
+    }
+
+    /// The layer that lets requests without a token through anonymously.
+    ///
+    /// A request with a bad or expired token still reaches the handler, and
+    /// the extractors (`WxUser`, `Option<WxUser>`) answer its 401.
+    pub fn optional_layer(&self) -> WxLoginLayer<T> {
+        WxLoginLayer::new(self.shared.clone(), true)
+    }
+
+    /// The login route: `POST {"code"}` → `{"token","expires_in","openid","unionid"}`.
+    pub fn login_service(&self) -> LoginService<T> {
+        LoginService::new(self.shared.clone())
+    }
+
+    /// The logout route: `POST` with the token → 204.
+    pub fn logout_service(&self) -> LogoutService<T> {
+        LogoutService::new(self.shared.clone())
+    }
+
+    /// The configured app id.
+    pub fn app_id(&self) -> &str {
+        &self.shared.app_id
+    }
+
+    /// The session store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        self.shared.sessions.store()
+    }
+
+    /// Ends every session of a user (log out everywhere); returns how many.
+    pub async fn revoke_user(&self, openid: &str) -> Result<usize, StoreError> {
+        self.shared.revoke_user(openid).await
+    }
+}
+
+impl<T> Shared<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    pub(crate) async fn revoke_user(&self, openid: &str) -> Result<usize, StoreError> {
+        let ids = self
+            .sessions
+            .timed("revoke user", self.sessions.store().delete_user(openid))
+            .await?;
+        self.sessions.invalidate_store_ids(&ids);
+        Ok(ids.len())
+    }
+}
+
+/// Builds a [`WxLogin`]; start with [`WxLogin::builder`].
+pub struct WxLoginBuilder<T> {
+    app_id: Option<String>,
+    app_secret: Option<Secret>,
+    api_base: String,
+    token_source: TokenSource,
+    session_ttl: Duration,
+    idle_timeout: Option<Duration>,
+    cache_capacity: u64,
+    cache_ttl: Duration,
+    token_keys: Vec<Secret>,
+    store: Option<Arc<dyn SessionStore>>,
+    store_timeout: Duration,
+    hook: Hook<T>,
+    renderer: Option<Renderer>,
+    body_limit: usize,
+    wechat_connect_timeout: Duration,
+    wechat_request_timeout: Duration,
+    wechat_deadline: Duration,
+    wechat_attempts: u32,
+}
+
+impl<T> std::fmt::Debug for WxLoginBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WxLoginBuilder")
+            .field("app_id", &self.app_id)
+            .field("app_secret", &self.app_secret)
+            .field("api_base", &self.api_base)
+            .field("token_source", &self.token_source)
+            .field("session_ttl", &self.session_ttl)
+            .field("token_keys", &self.token_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WxLoginBuilder<()> {
+    fn new() -> Self {
+        WxLoginBuilder {
+            app_id: None,
+            app_secret: None,
+            api_base: DEFAULT_API_BASE.to_owned(),
+            token_source: TokenSource::Bearer,
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
+            idle_timeout: None,
+            cache_capacity: 100_000,
+            cache_ttl: Duration::from_secs(30),
+            token_keys: Vec::new(),
+            store: None,
+            store_timeout: Duration::from_secs(1),
+            hook: Arc::new(|_| Box::pin(std::future::ready(Ok(())))),
+            renderer: None,
+            body_limit: 16 * 1024,
+            wechat_connect_timeout: Duration::from_secs(2),
+            wechat_request_timeout: Duration::from_secs(3),
+            wechat_deadline: Duration::from_secs(5),
+            wechat_attempts: 3,
+        }
+    }
+}
+
+impl<T> WxLoginBuilder<T> {
+    /// The mini program's app id (`appid`). Required.
+    pub fn app_id(mut self, app_id: impl Into<String>) -> Self {
+        self.app_id = Some(app_id.into());
+        self
+    }
+
+    /// The mini program's app secret. Required; kept in a redacting [`Secret`].
+    pub fn app_secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.app_secret = Some(secret.into());
+        self
+    }
+
+    /// The WeChat API base URL, for proxies and test doubles
+    /// (default `https://api.weixin.qq.com`).
+    pub fn api_base(mut self, url: impl Into<String>) -> Self {
+        self.api_base = url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Where the token is read (default `Authorization: Bearer`).
+    pub fn token_source(mut self, source: TokenSource) -> Self {
+        self.token_source = source;
+        self
+    }
+
+    /// Reads the token from a named header such as `X-WX-Session`.
+    ///
+    /// # Panics
+    /// If `name` is not a valid header name (a start-up programming error).
+    pub fn token_header(self, name: &str) -> Self {
+        let source = TokenSource::header(name).expect("invalid header name for token_header");
+        self.token_source(source)
+    }
+
+    /// How long a session lives from login, whatever the use (default 7 days).
+    pub fn session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = ttl;
+        self
+    }
+
+    /// Ends sessions unused for this long (default: none). Use extends the
+    /// session with at most one store write per tenth of the timeout.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = Some(idle);
+        self
+    }
+
+    /// How many sessions the in-process cache holds (default 100 000; 0 disables it).
+    pub fn cache_capacity(mut self, capacity: u64) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// How long a cached session is served without asking the store (default 30 s).
+    /// It bounds how stale another instance's view can be.
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// Adds a token key (at least 16 bytes; 32 random bytes in hex is a good
+    /// key). The first key signs new tokens; every key verifies, so a key can
+    /// be rotated by putting the new one first. Without any, a random key is
+    /// made at start, which only suits a single instance on a memory store.
+    pub fn token_key(mut self, key: impl Into<Secret>) -> Self {
+        self.token_keys.push(key.into());
+        self
+    }
+
+    /// Where sessions are kept (default: a [`MemoryStore`]).
+    pub fn store(mut self, store: impl SessionStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Every store call fails with `store_unavailable` after this long (default 1 s).
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// Largest login request body in bytes (default 16 KiB); larger gets 413.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Time limits for WeChat: connect, one attempt, and the whole exchange
+    /// with its retries (defaults 2 s, 3 s, 5 s).
+    pub fn wechat_timeouts(
+        mut self,
+        connect: Duration,
+        attempt: Duration,
+        overall: Duration,
+    ) -> Self {
+        self.wechat_connect_timeout = connect;
+        self.wechat_request_timeout = attempt;
+        self.wechat_deadline = overall;
+        self
+    }
+
+    /// How many times a code exchange is tried when WeChat is busy or unreachable (default 3).
+    pub fn wechat_attempts(mut self, attempts: u32) -> Self {
+        self.wechat_attempts = attempts;
+        self
+    }
+
+    /// Re-renders every rejection (layer, extractors, login, logout) into the
+    /// app's own envelope. `WWW-Authenticate`, `Retry-After` and
+    /// `Content-Type: application/json` are added unless the renderer set them.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use wxlogin::{Rejection, WxLogin};
+    /// let wx = WxLogin::builder()
+    ///     .app_id("wx1").app_secret("s")
+    ///     .render_rejection(|r: &Rejection| {
+    ///         let body = serde_json::json!({"code": r.code().as_str(), "msg": r.message(), "data": null});
+    ///         http::Response::builder().status(r.status()).body(Bytes::from(body.to_string())).unwrap()
+    ///     })
+    ///     .build().unwrap();
+    /// # let _ = wx;
+    /// ```
+    pub fn render_rejection<F>(mut self, render: F) -> Self
+    where
+        F: Fn(&Rejection) -> Response<Bytes> + Send + Sync + 'static,
+    {
+        self.renderer = Some(Arc::new(render));
+        self
+    }
+
+    /// The login hook: sees who WeChat says logged in and returns the app's
+    /// own user data (stored in the session, handed to handlers as
+    /// `WxUser<U>`), or refuses with [`LoginError`].
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use wxlogin::{Identity, LoginError, WxLogin};
+    ///
+    /// #[derive(Clone, Serialize, Deserialize)]
+    /// struct Account { id: i64 }
+    ///
+    /// let wx = WxLogin::builder()
+    ///     .app_id("wx1").app_secret("s")
+    ///     .on_login(|who: Identity| async move {
+    ///         if who.openid == "banned" { return Err(LoginError::refused("banned")); }
+    ///         Ok(Account { id: 7 })
+    ///     })
+    ///     .build().unwrap();
+    /// # let _ = wx;
+    /// ```
+    pub fn on_login<U, F, Fut>(self, hook: F) -> WxLoginBuilder<U>
+    where
+        F: Fn(Identity) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, LoginError>> + Send + 'static,
+    {
+        WxLoginBuilder {
+            app_id: self.app_id,
+            app_secret: self.app_secret,
+            api_base: self.api_base,
+            token_source: self.token_source,
+            session_ttl: self.session_ttl,
+            idle_timeout: self.idle_timeout,
+            cache_capacity: self.cache_capacity,
+            cache_ttl: self.cache_ttl,
+            token_keys: self.token_keys,
+            store: self.store,
+            store_timeout: self.store_timeout,
+            hook: Arc::new(move |who| Box::pin(hook(who))),
+            renderer: self.renderer,
+            body_limit: self.body_limit,
+            wechat_connect_timeout: self.wechat_connect_timeout,
+            wechat_request_timeout: self.wechat_request_timeout,
+            wechat_deadline: self.wechat_deadline,
+            wechat_attempts: self.wechat_attempts,
+        }
+    }
+
+    /// Checks the configuration and builds the login.
+    pub fn build(self) -> Result<WxLogin<T>, BuildError>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        fn invalid(field: &'static str, reason: &'static str) -> BuildError {
+            BuildError::InvalidValue { field, reason }
+        }
+        let app_id = self
+            .app_id
+            .filter(|a| !a.trim().is_empty())
+            .ok_or(BuildError::MissingAppId)?;
+        let app_secret = self
+            .app_secret
+            .filter(|s| !s.expose().trim().is_empty())
+            .ok_or(BuildError::MissingAppSecret)?;
+        if !(self.api_base.starts_with("http://") || self.api_base.starts_with("https://")) {
+            return Err(invalid("api_base", "must be an http:// or https:// URL"));
+        }
+        if self.session_ttl.is_zero() {
+            return Err(invalid("session_ttl", "must be longer than zero"));
+        }
+        if self.cache_ttl.is_zero() {
+            return Err(invalid("cache_ttl", "must be longer than zero"));
+        }
+        if self.store_timeout.is_zero() {
+            return Err(invalid("store_timeout", "must be longer than zero"));
+        }
+        if let Some(idle) = self.idle_timeout {
+            if idle.is_zero() {
+                return Err(invalid("idle_timeout", "must be longer than zero"));
+            }
+        }
+        if self.body_limit < 64 {
+            return Err(invalid("body_limit", "must be at least 64 bytes"));
+        }
+        if self.wechat_attempts == 0 {
+            return Err(invalid("wechat_attempts", "must be at least 1"));
+        }
+        if self.wechat_connect_timeout.is_zero()
+            || self.wechat_request_timeout.is_zero()
+            || self.wechat_deadline.is_zero()
+        {
+            return Err(invalid("wechat_timeouts", "must be longer than zero"));
+        }
+        if self
+            .token_keys
+            .iter()
+            .any(|k| k.expose().len() < MIN_KEY_LEN)
+        {
+            return Err(invalid("token_key", "must be at least 16 bytes"));
+        }
+        let store: Arc<dyn SessionStore> = match self.store {
+            Some(s) => s,
+            None => Arc::new(MemoryStore::new()),
+        };
+        if store.is_shared() && self.token_keys.is_empty() {
+            return Err(BuildError::SharedStoreWithoutKey);
+        }
+        let keys = if self.token_keys.is_empty() {
+            TokenKeys::new(&[TokenKeys::random_key()])
+        } else {
+            TokenKeys::new(&self.token_keys)
+        };
+        let wechat = WeChatClient::new(ClientConfig {
+            api_base: self.api_base,
+            connect_timeout: self.wechat_connect_timeout,
+            request_timeout: self.wechat_request_timeout,
+            deadline: self.wechat_deadline,
+            max_attempts: self.wechat_attempts,
+            max_reply_bytes: 64 * 1024,
+        })
+        .map_err(|e| BuildError::HttpClient(e.without_url().to_string()))?;
+        let idle_timeout_ms = self.idle_timeout.map(|d| d.as_millis().max(1) as u64);
+        let idle_refresh_ms = idle_timeout_ms
+            .map(|ms| (ms / 10).clamp(100, 300_000).min(ms))
+            .unwrap_or(0);
+        Ok(WxLogin {
+            shared: Arc::new(Shared {
+                app_id,
+                app_secret,
+                token_source: self.token_source,
+                session_ttl: self.session_ttl,
+                idle_timeout_ms,
+                idle_refresh_ms,
+                keys,
+                sessions: SessionCache::new(
+                    store,
+                    self.cache_capacity,
+                    self.cache_ttl,
+                    self.store_timeout,
+                ),
+                wechat,
+                hook: self.hook,
+                renderer: self.renderer,
+                body_limit: self.body_limit,
+            }),
+        })
+    }
+}

@@ -1,0 +1,319 @@
+//! The one rejection type of every request-time failure, and its wire format.
+//!
+//! Every failure a client can see (layer, extractors, login, logout) is a
+//! [`Rejection`]: an [`ErrorCode`] from the error table, a human message, and
+//! the HTTP status. The default body is
+//! `{"error": CODE, "message": TEXT, "relogin": BOOL}`; 401s carry
+//! `WWW-Authenticate`, 429s carry `Retry-After`. An app may re-render them
+//! through [`WxLoginBuilder::render_rejection`](crate::WxLoginBuilder::render_rejection).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+/// The codes of the error table. Each maps to one status and one `relogin` flag.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// 401: no token, or an empty one.
+    MissingToken,
+    /// 401: malformed, forged, tampered, unknown or revoked token.
+    InvalidToken,
+    /// 401: the session's lifetime (or idle limit) has passed.
+    SessionExpired,
+    /// 503: the store errored or timed out. Never a 401: an outage must not log everyone out.
+    StoreUnavailable,
+    /// 400: the login body is not JSON, has no `code`, or the code is not sane (413 when too large).
+    BadRequest,
+    /// 400: WeChat said the code is invalid (40029) or already used (40163).
+    InvalidCode,
+    /// 429: WeChat's minute quota (45011), or this server's login limit; with `Retry-After`.
+    RateLimited,
+    /// 403: WeChat blocked a high-risk user (40226).
+    UserRestricted,
+    /// 403: the app's login hook refused the user.
+    LoginRefused,
+    /// 503: WeChat busy after retries, timeouts, network errors, unparseable replies.
+    WeChatUnavailable,
+    /// 500: the server is misconfigured (wrong app id or secret, a missing layer).
+    Misconfigured,
+}
+
+impl ErrorCode {
+    /// The code as it appears in the `error` field.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MissingToken => "missing_token",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidCode => "invalid_code",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::UserRestricted => "user_restricted",
+            ErrorCode::LoginRefused => "login_refused",
+            ErrorCode::WeChatUnavailable => "wechat_unavailable",
+            ErrorCode::Misconfigured => "misconfigured",
+        }
+    }
+
+    /// The default HTTP status of the code.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::MissingToken | ErrorCode::InvalidToken | ErrorCode::SessionExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            ErrorCode::StoreUnavailable | ErrorCode::WeChatUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorCode::BadRequest | ErrorCode::InvalidCode => StatusCode::BAD_REQUEST,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::UserRestricted | ErrorCode::LoginRefused => StatusCode::FORBIDDEN,
+            ErrorCode::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Whether the client should run `wx.login()` again and retry.
+    pub const fn relogin(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::MissingToken
+                | ErrorCode::InvalidToken
+                | ErrorCode::SessionExpired
+                | ErrorCode::InvalidCode
+        )
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Renders a rejection into a response; see
+/// [`WxLoginBuilder::render_rejection`](crate::WxLoginBuilder::render_rejection).
+pub type Renderer = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
+
+/// The rejection of a request: an error-table row plus a message.
+///
+/// It implements axum's `IntoResponse`, so handlers can return it too:
+///
+/// ```
+/// use wxlogin::{ErrorCode, Rejection};
+/// let r = Rejection::new(ErrorCode::SessionExpired, "session expired");
+/// assert_eq!(r.status(), http::StatusCode::UNAUTHORIZED);
+/// assert!(r.relogin());
+/// let res = r.to_response();
+/// assert_eq!(res.headers()["www-authenticate"], "Bearer realm=\"wxlogin\", error=\"invalid_token\"");
+/// ```
+#[derive(Clone)]
+pub struct Rejection {
+    code: ErrorCode,
+    status: StatusCode,
+    message: Cow<'static, str>,
+    retry_after: Option<u64>,
+    renderer: Option<Renderer>,
+}
+
+impl fmt::Debug for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejection")
+            .field("code", &self.code)
+            .field("status", &self.status)
+            .field("message", &self.message)
+            .field("retry_after", &self.retry_after)
+            .finish()
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+impl Rejection {
+    /// A rejection with the code's default status.
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Rejection {
+            code,
+            status: code.status(),
+            message: message.into(),
+            retry_after: None,
+            renderer: None,
+        }
+    }
+
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub(crate) fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    pub(crate) fn with_renderer(mut self, renderer: Option<&Renderer>) -> Self {
+        self.renderer = renderer.cloned();
+        self
+    }
+
+    /// The error-table code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The HTTP status (the code's, or 413 for an oversized body, 405 for a wrong method).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The human-readable message. It never contains a secret.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether the client should log in again.
+    pub fn relogin(&self) -> bool {
+        self.code.relogin()
+    }
+
+    /// Seconds the client should wait, for `rate_limited`.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
+    /// The default JSON body `{"error","message","relogin"}`.
+    pub fn body_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": self.code.as_str(),
+            "message": self.message,
+            "relogin": self.relogin(),
+        })
+    }
+
+    /// The response in the default wire format, ignoring any renderer.
+    pub fn default_response(&self) -> Response<Bytes> {
+        let body = serde_json::to_vec(&self.body_json()).unwrap_or_default();
+        let mut res = Response::new(Bytes::from(body));
+        *res.status_mut() = self.status;
+        self.add_headers(&mut res);
+        res
+    }
+
+    /// Adds the protocol headers (`WWW-Authenticate` on 401, `Retry-After`) a
+    /// renderer should keep; [`Rejection::default_response`] already has them.
+    pub fn add_headers<B>(&self, res: &mut Response<B>) {
+        let h = res.headers_mut();
+        if !h.contains_key(header::CONTENT_TYPE) {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            let v = match self.code {
+                ErrorCode::MissingToken => "Bearer realm=\"wxlogin\"",
+                _ => "Bearer realm=\"wxlogin\", error=\"invalid_token\"",
+            };
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
+        }
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            h.insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+    }
+
+    /// The response, through the app's renderer when one is configured.
+    pub fn to_response(&self) -> Response<Bytes> {
+        match &self.renderer {
+            Some(render) => {
+                let mut res = render(self);
+                self.add_headers(&mut res);
+                res
+            }
+            None => self.default_response(),
+        }
+    }
+}
+
+impl axum_core::response::IntoResponse for Rejection {
+    fn into_response(self) -> axum_core::response::Response {
+        self.to_response().map(axum_core::body::Body::from)
+    }
+}
+
+/// What a login hook answers instead of the app's user data.
+///
+/// ```
+/// use wxlogin::LoginError;
+/// let banned = LoginError::refused("this account is suspended");
+/// let db_down = LoginError::unavailable("connection refused");
+/// # let _ = (banned, db_down);
+/// ```
+#[derive(Debug, Clone)]
+pub enum LoginError {
+    /// The app refuses this user: 403 `login_refused` with this message.
+    Refused(String),
+    /// The app's own storage failed: 503 `store_unavailable`; the detail is logged, not sent.
+    Unavailable(String),
+}
+
+impl LoginError {
+    /// Refuse the user with a message the client may show.
+    pub fn refused(message: impl Into<String>) -> Self {
+        LoginError::Refused(message.into())
+    }
+
+    /// The app's storage failed; the detail goes to the log only.
+    pub fn unavailable(detail: impl fmt::Display) -> Self {
+        LoginError::Unavailable(detail.to_string())
+    }
+}
+
+impl fmt::Display for LoginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoginError::Refused(m) => write!(f, "login refused: {m}"),
+            LoginError::Unavailable(m) => write!(f, "user storage unavailable: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for LoginError {}
+
+/// Why [`WxLoginBuilder::build`](crate::WxLoginBuilder::build) refused a configuration.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// No app id was given.
+    #[error("wxlogin: no app id configured (WxLogin::builder().app_id(..))")]
+    MissingAppId,
+    /// No app secret was given.
+    #[error("wxlogin: no app secret configured (WxLogin::builder().app_secret(..))")]
+    MissingAppSecret,
+    /// A store shared between instances needs a configured token key, or each
+    /// instance would reject the others' tokens.
+    #[error("wxlogin: the store is shared between instances, so a token key must be configured (WxLogin::builder().token_key(..))")]
+    SharedStoreWithoutKey,
+    /// A setting has a value that cannot work.
+    #[error("wxlogin: invalid {field}: {reason}")]
+    InvalidValue {
+        /// The builder setting.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The HTTP client for WeChat could not be built.
+    #[error("wxlogin: cannot build the HTTP client: {0}")]
+    HttpClient(String),
+}

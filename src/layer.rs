@@ -1,0 +1,378 @@
+//! The tower layer: token → MAC check → cache → store → request extensions.
+//!
+//! The hit path (valid MAC, cached live session) calls the inner service
+//! directly and returns its future wrapped in [`ResponseFuture`], with no
+//! boxing and no allocation of its own beyond the extension slot. Only a
+//! cache miss boxes a future, for the store lookup.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::config::Shared;
+use crate::error::{ErrorCode, Rejection};
+use crate::session::{now_ms, ErasedSession, SessionState};
+use crate::store::cache::Found;
+use crate::store::StoreId;
+use crate::token::SessionId;
+
+/// What the layer learned about a request, in its extensions.
+#[derive(Clone)]
+pub(crate) enum AuthState {
+    /// A live session.
+    Authenticated(Arc<dyn ErasedSession>),
+    /// No token, or one that failed (optional mode only): the extractors answer it.
+    Rejected(Rejection),
+}
+
+/// A [`Layer`] that authenticates requests by their session token.
+///
+/// Made by [`WxLogin::layer`](crate::WxLogin::layer) (a session is required)
+/// or [`WxLogin::optional_layer`](crate::WxLogin::optional_layer).
+pub struct WxLoginLayer<T> {
+    shared: Arc<Shared<T>>,
+    optional: bool,
+}
+
+impl<T> Clone for WxLoginLayer<T> {
+    fn clone(&self) -> Self {
+        WxLoginLayer {
+            shared: self.shared.clone(),
+            optional: self.optional,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for WxLoginLayer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WxLoginLayer")
+            .field("optional", &self.optional)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> WxLoginLayer<T> {
+    pub(crate) fn new(shared: Arc<Shared<T>>, optional: bool) -> Self {
+        WxLoginLayer { shared, optional }
+    }
+}
+
+impl<S, T> Layer<S> for WxLoginLayer<T> {
+    type Service = WxLoginService<S, T>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WxLoginService {
+            inner,
+            shared: self.shared.clone(),
+            optional: self.optional,
+        }
+    }
+}
+
+/// The service made by [`WxLoginLayer`].
+pub struct WxLoginService<S, T> {
+    inner: S,
+    shared: Arc<Shared<T>>,
+    optional: bool,
+}
+
+impl<S: Clone, T> Clone for WxLoginService<S, T> {
+    fn clone(&self) -> Self {
+        WxLoginService {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            optional: self.optional,
+        }
+    }
+}
+
+impl<S, T> std::fmt::Debug for WxLoginService<S, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WxLoginService")
+            .field("optional", &self.optional)
+            .finish_non_exhaustive()
+    }
+}
+
+type MissFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
+
+pin_project! {
+    /// The response future of [`WxLoginService`]: the inner future on a cache
+    /// hit, a boxed lookup on a miss, or a ready rejection.
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        kind: Kind<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B, E> {
+        Inner { #[pin] fut: F },
+        Miss { fut: MissFuture<Response<B>, E> },
+        Rejected { res: Option<Response<B>> },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { fut } => fut.poll(cx),
+            KindProj::Miss { fut } => fut.as_mut().poll(cx),
+            KindProj::Rejected { res } => Poll::Ready(Ok(res
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+        }
+    }
+}
+
+/// What a cached session says at this moment.
+enum Freshness {
+    Live,
+    /// Past its absolute end.
+    Expired,
+    /// Past the idle deadline this process knows; another instance may have
+    /// extended it, so the store decides.
+    IdleUnsure,
+}
+
+impl<T> Shared<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    #[inline]
+    fn freshness(&self, state: &SessionState<T>, now: u64) -> Freshness {
+        if now >= state.core.expires_at_ms {
+            return Freshness::Expired;
+        }
+        match state.core.idle_deadline() {
+            Some(idle) if now >= idle => Freshness::IdleUnsure,
+            _ => Freshness::Live,
+        }
+    }
+
+    /// Extends an idle deadline on use, writing to the store at most once per
+    /// refresh interval per session (per process).
+    #[inline]
+    fn touch_on_use(&self, state: &SessionState<T>, now: u64) {
+        let Some(idle_ms) = self.idle_timeout_ms else {
+            return;
+        };
+        let current = state.core.idle_expires_at_ms.load(Ordering::Relaxed);
+        let target = now.saturating_add(idle_ms).min(state.core.expires_at_ms);
+        if target < current.saturating_add(self.idle_refresh_ms) {
+            return;
+        }
+        if state
+            .core
+            .idle_expires_at_ms
+            .compare_exchange(current, target, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return; // another request is writing it
+        }
+        let store = self.sessions.store().clone();
+        let store_id = state.core.store_id;
+        let timeout = self.sessions.store_timeout();
+        tokio::spawn(async move {
+            match tokio::time::timeout(timeout, store.touch(store_id, target)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "wxlogin: idle extension failed"),
+                Err(_) => tracing::warn!("wxlogin: idle extension timed out"),
+            }
+        });
+    }
+
+    /// The slow path: resolve through the store (single-flight).
+    pub(crate) async fn resolve_slow(
+        &self,
+        id: SessionId,
+    ) -> Result<Arc<SessionState<T>>, Rejection> {
+        let now = now_ms();
+        match self.sessions.resolve(id).await {
+            Ok(Found::Live(state)) => match self.freshness(&state, now) {
+                Freshness::Live => {
+                    self.touch_on_use(&state, now);
+                    tracing::trace!(cache = "miss", outcome = "ok", "wxlogin: session resolved");
+                    Ok(state)
+                }
+                _ => {
+                    self.sessions.forget(&id);
+                    Err(self.reject(
+                        ErrorCode::SessionExpired,
+                        "the session has expired; log in again",
+                    ))
+                }
+            },
+            Ok(Found::Expired) => Err(self.reject(
+                ErrorCode::SessionExpired,
+                "the session has expired; log in again",
+            )),
+            Ok(Found::Unknown) => Err(self.reject(
+                ErrorCode::InvalidToken,
+                "the session does not exist or was revoked; log in again",
+            )),
+            Err(_) => Err(self.reject(
+                ErrorCode::StoreUnavailable,
+                "the session store is unavailable; try again shortly",
+            )),
+        }
+    }
+
+    /// Ends one session: cache (and tombstone), then store.
+    pub(crate) async fn revoke_id(&self, id: SessionId) -> Result<bool, Rejection> {
+        let store_id = StoreId::of(&id);
+        self.sessions.invalidate(&id, store_id);
+        let deleted = self
+            .sessions
+            .timed("session delete", self.sessions.store().delete(store_id))
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "wxlogin: logout failed");
+                self.reject(
+                    ErrorCode::StoreUnavailable,
+                    "the session store is unavailable; try again shortly",
+                )
+            })?;
+        self.sessions.invalidate(&id, store_id);
+        Ok(deleted)
+    }
+}
+
+impl<S, T, ReqB, ResB> Service<Request<ReqB>> for WxLoginService<S, T>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: From<Bytes> + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResB, S::Error>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let shared = &*self.shared;
+        let id = match shared.token_source.read(req.headers()) {
+            Ok(token) => match shared.keys.verify(token) {
+                Ok(id) => id,
+                Err(_) => {
+                    let rej = shared.reject(
+                        ErrorCode::InvalidToken,
+                        "the token is malformed or forged; log in again",
+                    );
+                    return self.refuse(req, rej);
+                }
+            },
+            Err(code) => {
+                let rej = if code == ErrorCode::MissingToken {
+                    shared.reject(code, "no session token; log in first")
+                } else {
+                    shared.reject(code, "the token header is not valid text; log in again")
+                };
+                return self.refuse(req, rej);
+            }
+        };
+
+        if let Some(state) = shared.sessions.get(&id) {
+            let now = now_ms();
+            match shared.freshness(&state, now) {
+                Freshness::Live => {
+                    shared.touch_on_use(&state, now);
+                    req.extensions_mut().insert(AuthState::Authenticated(state));
+                    return ResponseFuture {
+                        kind: Kind::Inner {
+                            fut: self.inner.call(req),
+                        },
+                    };
+                }
+                Freshness::Expired => {
+                    shared.sessions.forget(&id);
+                    let rej = shared.reject(
+                        ErrorCode::SessionExpired,
+                        "the session has expired; log in again",
+                    );
+                    return self.refuse(req, rej);
+                }
+                Freshness::IdleUnsure => shared.sessions.forget(&id),
+            }
+        }
+
+        // Miss: take the service that was polled ready, leave a clone behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        let optional = self.optional;
+        ResponseFuture {
+            kind: Kind::Miss {
+                fut: Box::pin(async move {
+                    match shared.resolve_slow(id).await {
+                        Ok(state) => {
+                            req.extensions_mut().insert(AuthState::Authenticated(state));
+                        }
+                        Err(rej) if optional => {
+                            req.extensions_mut().insert(AuthState::Rejected(rej));
+                        }
+                        Err(rej) => return Ok(rej.to_response().map(ResB::from)),
+                    }
+                    inner.call(req).await
+                }),
+            },
+        }
+    }
+}
+
+impl<S, T> WxLoginService<S, T> {
+    #[inline(never)]
+    #[allow(clippy::type_complexity)]
+    fn refuse<ReqB, ResB>(
+        &mut self,
+        mut req: Request<ReqB>,
+        rej: Rejection,
+    ) -> ResponseFuture<
+        <S as Service<Request<ReqB>>>::Future,
+        ResB,
+        <S as Service<Request<ReqB>>>::Error,
+    >
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>>,
+        ResB: From<Bytes>,
+    {
+        tracing::debug!(error = rej.code().as_str(), "wxlogin: request rejected");
+        if self.optional {
+            req.extensions_mut().insert(AuthState::Rejected(rej));
+            return ResponseFuture {
+                kind: Kind::Inner {
+                    fut: self.inner.call(req),
+                },
+            };
+        }
+        ResponseFuture {
+            kind: Kind::Rejected {
+                res: Some(rej.to_response().map(ResB::from)),
+            },
+        }
+    }
+}

@@ -1,0 +1,24 @@
+#![doc = include_str!("../docs/crate.md")]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod config;
+mod error;
+mod extract;
+mod layer;
+mod login;
+mod secret;
+mod session;
+pub mod store;
+mod token;
+pub(crate) mod wechat;
+
+#[cfg(feature = "mock")]
+pub mod mock;
+
+pub use config::{TokenSource, WxLogin, WxLoginBuilder, DEFAULT_API_BASE};
+pub use error::{BuildError, ErrorCode, LoginError, Rejection, Renderer};
+pub use extract::{WxSession, WxUser};
+pub use layer::{ResponseFuture, WxLoginLayer, WxLoginService};
+pub use login::{LoginService, LogoutService, RouteFuture};
+pub use secret::Secret;
+pub use session::{Identity, SessionRecord};

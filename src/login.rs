@@ -1,0 +1,376 @@
+//! The login and logout routes, as tower services.
+//!
+//! Both are plain `Service<http::Request<B>>` for any body type, answering
+//! `Response<Full<Bytes>>` and never failing (`Error = Infallible`), so axum
+//! mounts them with `Router::route_service` and a hyper app calls them directly.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tower_service::Service;
+
+use crate::config::Shared;
+use crate::error::{ErrorCode, LoginError, Rejection};
+use crate::session::{now_ms, Identity, SessionRecord, SessionState};
+use crate::store::StoreId;
+use crate::wechat::WeChatError;
+
+/// Longest login code accepted; WeChat's are 32 characters.
+const MAX_CODE_LEN: usize = 128;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The future of the login and logout services.
+pub type RouteFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+/// The login route: `POST` JSON `{"code": "..."}` from `wx.login()`.
+///
+/// Answers `200 {"token","expires_in","openid","unionid"}` or a rejection
+/// from the error table. Made by [`WxLogin::login_service`](crate::WxLogin::login_service).
+///
+/// ```
+/// use axum::Router;
+/// use wxlogin::WxLogin;
+/// let wx = WxLogin::builder().app_id("wx1").app_secret("s").build().unwrap();
+/// let app: Router = Router::new().route_service("/wx/login", wx.login_service());
+/// # let _ = app;
+/// ```
+pub struct LoginService<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// The logout route: `POST` (or `DELETE`) with the session token → 204.
+///
+/// The session is deleted from the store and the cache at once; the user's
+/// other sessions keep working. Made by [`WxLogin::logout_service`](crate::WxLogin::logout_service).
+pub struct LogoutService<T> {
+    shared: Arc<Shared<T>>,
+}
+
+macro_rules! route_boilerplate {
+    ($name:ident) => {
+        impl<T> $name<T> {
+            pub(crate) fn new(shared: Arc<Shared<T>>) -> Self {
+                $name { shared }
+            }
+        }
+
+        impl<T> Clone for $name<T> {
+            fn clone(&self) -> Self {
+                $name {
+                    shared: self.shared.clone(),
+                }
+            }
+        }
+
+        impl<T> std::fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name)).finish_non_exhaustive()
+            }
+        }
+    };
+}
+route_boilerplate!(LoginService);
+route_boilerplate!(LogoutService);
+
+impl<T, B> Service<Request<B>> for LoginService<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = RouteFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let res = match shared.login(req).await {
+                Ok(res) => res,
+                Err(rej) => {
+                    tracing::info!(
+                        outcome = "rejected",
+                        error = rej.code().as_str(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "wxlogin: login"
+                    );
+                    rej.to_response().map(Full::new)
+                }
+            };
+            Ok(res)
+        })
+    }
+}
+
+impl<T, B> Service<Request<B>> for LogoutService<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = RouteFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            Ok(match shared.logout(req).await {
+                Ok(()) => {
+                    let mut res = Response::new(Full::new(Bytes::new()));
+                    *res.status_mut() = StatusCode::NO_CONTENT;
+                    res
+                }
+                Err(rej) => rej.to_response().map(Full::new),
+            })
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct LoginReply<'a> {
+    token: &'a str,
+    expires_in: u64,
+    openid: &'a str,
+    unionid: Option<&'a str>,
+}
+
+impl<T> Shared<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    async fn login<B>(&self, req: Request<B>) -> Result<Response<Full<Bytes>>, Rejection>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        if req.method() != Method::POST {
+            return Err(self
+                .reject(ErrorCode::BadRequest, "log in with POST")
+                .with_status(StatusCode::METHOD_NOT_ALLOWED));
+        }
+        let body = self.read_body(req).await?;
+        let code = self.parse_code(&body)?;
+
+        let started = Instant::now();
+        let exchanged = self
+            .wechat
+            .code2session(&self.app_id, &self.app_secret, &code)
+            .await;
+        let wechat_ms = started.elapsed().as_millis() as u64;
+        let who = exchanged.map_err(|e| self.wechat_rejection(e, wechat_ms))?;
+        tracing::debug!(openid = %who.openid, wechat_ms, "wxlogin: code exchanged");
+
+        let identity = Identity {
+            openid: who.openid.clone(),
+            unionid: who.unionid.clone(),
+            app_id: self.app_id.clone(),
+        };
+        let data = (self.hook)(identity).await.map_err(|e| match e {
+            LoginError::Refused(msg) => {
+                Rejection::new(ErrorCode::LoginRefused, msg).with_renderer(self.renderer.as_ref())
+            }
+            LoginError::Unavailable(detail) => {
+                tracing::warn!(detail = %detail, "wxlogin: login hook failed");
+                self.reject(
+                    ErrorCode::StoreUnavailable,
+                    "the user store is unavailable; try again shortly",
+                )
+            }
+        })?;
+        let data_json = serde_json::to_vec(&data).map_err(|e| {
+            tracing::error!(error = %e, "wxlogin: the login hook's data does not serialize");
+            self.reject(
+                ErrorCode::Misconfigured,
+                "the server cannot store this session",
+            )
+        })?;
+
+        let now = now_ms();
+        let ttl_ms = self.session_ttl.as_millis() as u64;
+        let expires_at_ms = now.saturating_add(ttl_ms);
+        let record = SessionRecord {
+            openid: who.openid,
+            unionid: who.unionid,
+            app_id: self.app_id.clone(),
+            session_key: who.session_key,
+            data: data_json,
+            created_at_ms: now,
+            expires_at_ms,
+            idle_expires_at_ms: self
+                .idle_timeout_ms
+                .map(|idle| now.saturating_add(idle).min(expires_at_ms)),
+        };
+        let (id, token) = self.keys.mint();
+        let store_id = StoreId::of(&id);
+        // Only a stored session yields a token: on any store failure the client gets 503.
+        self.sessions
+            .timed(
+                "session create",
+                self.sessions.store().create(store_id, record.clone()),
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "wxlogin: storing the new session failed");
+                self.reject(
+                    ErrorCode::StoreUnavailable,
+                    "the session store is unavailable; try again shortly",
+                )
+            })?;
+        let mut record = record;
+        record.data = Vec::new();
+        let state = Arc::new(SessionState::from_record(store_id, record, data));
+        self.sessions.insert(id, state.clone());
+
+        let body = serde_json::to_vec(&LoginReply {
+            token: &token,
+            expires_in: self.session_ttl.as_secs(),
+            openid: &state.core.openid,
+            unionid: state.core.unionid.as_deref(),
+        })
+        .expect("the login reply serializes");
+        tracing::info!(outcome = "ok", wechat_ms, "wxlogin: login");
+        let mut res = Response::new(Full::new(Bytes::from(body)));
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(res)
+    }
+
+    async fn read_body<B>(&self, req: Request<B>) -> Result<Bytes, Rejection>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let too_large = || {
+            self.reject(ErrorCode::BadRequest, "the request body is too large")
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.body_limit as u64) {
+            return Err(too_large());
+        }
+        match Limited::new(req.into_body(), self.body_limit)
+            .collect()
+            .await
+        {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+            Err(_) => Err(self.reject(ErrorCode::BadRequest, "the request body could not be read")),
+        }
+    }
+
+    /// The login code from a JSON body, whatever its content type.
+    fn parse_code(&self, body: &[u8]) -> Result<String, Rejection> {
+        let bad = |msg: &'static str| self.reject(ErrorCode::BadRequest, msg);
+        let mut parsed: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body)
+                .map_err(|_| bad("the body must be a JSON object with a \"code\" string"))?;
+        match parsed.remove("code") {
+            None | Some(serde_json::Value::Null) => Err(bad("the body has no \"code\"")),
+            Some(serde_json::Value::String(code)) => {
+                if code.is_empty()
+                    || code.len() > MAX_CODE_LEN
+                    || !code.bytes().all(|b| b.is_ascii_graphic())
+                {
+                    Err(bad("\"code\" must be the non-empty code from wx.login()"))
+                } else {
+                    Ok(code)
+                }
+            }
+            Some(_) => Err(bad("\"code\" must be a string")),
+        }
+    }
+
+    fn wechat_rejection(&self, e: WeChatError, wechat_ms: u64) -> Rejection {
+        match e {
+            WeChatError::InvalidCode { errcode } => {
+                tracing::debug!(errcode, "wxlogin: WeChat refused the code");
+                self.reject(
+                    ErrorCode::InvalidCode,
+                    "the login code is invalid or already used; call wx.login() again",
+                )
+            }
+            WeChatError::RateLimited { retry_after } => self
+                .reject(
+                    ErrorCode::RateLimited,
+                    "WeChat's login quota is exhausted; retry later",
+                )
+                .with_retry_after(retry_after.as_secs().max(1)),
+            WeChatError::UserRestricted => self.reject(
+                ErrorCode::UserRestricted,
+                "WeChat blocked this login for a high-risk account",
+            ),
+            WeChatError::Unavailable { reason } => {
+                tracing::warn!(reason = %reason, wechat_ms, "wxlogin: WeChat unavailable");
+                self.reject(
+                    ErrorCode::WeChatUnavailable,
+                    "WeChat is unavailable; try again shortly",
+                )
+            }
+            WeChatError::Misconfigured { errcode, errmsg } => {
+                tracing::error!(
+                    errcode,
+                    errmsg = %errmsg,
+                    app_id = %self.app_id,
+                    "wxlogin: WeChat rejected the app credentials; check the app id and secret"
+                );
+                self.reject(
+                    ErrorCode::Misconfigured,
+                    "the server's WeChat configuration is wrong; the operator has been told",
+                )
+            }
+        }
+    }
+
+    async fn logout<B>(&self, req: Request<B>) -> Result<(), Rejection> {
+        if req.method() != Method::POST && req.method() != Method::DELETE {
+            return Err(self
+                .reject(ErrorCode::BadRequest, "log out with POST")
+                .with_status(StatusCode::METHOD_NOT_ALLOWED));
+        }
+        let token = self.token_source.read(req.headers()).map_err(|code| {
+            if code == ErrorCode::MissingToken {
+                self.reject(code, "no session token to log out")
+            } else {
+                self.reject(code, "the token header is not valid text")
+            }
+        })?;
+        let id = self.keys.verify(token).map_err(|_| {
+            self.reject(ErrorCode::InvalidToken, "the token is malformed or forged")
+        })?;
+        let existed = self.revoke_id(id).await?;
+        tracing::info!(outcome = "ok", existed, "wxlogin: logout");
+        Ok(())
+    }
+}

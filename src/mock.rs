@@ -1,0 +1,533 @@
+//! A fake WeChat API on loopback, for your own tests and for the demo
+//! (feature `mock`).
+//!
+//! [`FakeWeChat`] is a real HTTP server on `127.0.0.1` that answers
+//! `GET /sns/jscode2session` the way WeChat does: JSON bodies sent as
+//! `Content-Type: text/plain`, errors as HTTP 200 with an `errcode`, login
+//! codes that are single use and expire after five minutes, and a fresh
+//! `session_key` for the user on every successful exchange. Point the crate
+//! (or any WeChat client) at [`FakeWeChat::base_url`] instead of
+//! `https://api.weixin.qq.com`, and play the mini program's `wx.login()`
+//! with [`FakeWeChat::mint_code`].
+//!
+//! To test failure handling, queue replies with [`FakeWeChat::push_reply`]
+//! (busy WeChat, rate limits, 502 pages, truncated JSON, dropped
+//! connections), slow every reply down with [`FakeWeChat::set_latency`], and
+//! count the calls that reached it with [`FakeWeChat::code2session_calls`].
+//!
+//! For curl users and the demo it also serves `POST /_fake/wx.login` with a
+//! JSON body `{"openid": "...", "unionid": "..."}` (both optional; a random
+//! openid is made up when none is given), answering `{"code": "..."}`.
+//!
+//! ```
+//! use wxlogin::mock::{FakeReply, FakeWeChat};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let wechat = FakeWeChat::start("wx-test-appid", "test-secret").await?;
+//! let code = wechat.mint_code("o-alice");
+//! let url = format!(
+//!     "{}/sns/jscode2session?appid=wx-test-appid&secret=test-secret&js_code={code}&grant_type=authorization_code",
+//!     wechat.base_url(),
+//! );
+//!
+//! let reply = reqwest::get(&url).await?.text().await?;
+//! assert!(reply.contains(r#""openid":"o-alice""#));
+//!
+//! // A code is good for one exchange only.
+//! let reply = reqwest::get(&url).await?.text().await?;
+//! assert!(reply.contains(r#""errcode":40163"#));
+//!
+//! // Make WeChat busy for the next call.
+//! wechat.push_reply(FakeReply::Errcode(-1));
+//! let reply = reqwest::get(&url).await?.text().await?;
+//! assert!(reply.contains(r#""errcode":-1"#));
+//! assert_eq!(wechat.code2session_calls(), 3);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How long a minted code stays valid unless changed with
+/// [`FakeWeChat::set_code_lifetime`]: five minutes, like WeChat's.
+pub const CODE_LIFETIME: Duration = Duration::from_secs(5 * 60);
+
+/// Largest body accepted by `POST /_fake/wx.login`.
+const MAX_LOGIN_BODY: usize = 16 * 1024;
+
+/// A fake WeChat API server on a loopback port.
+///
+/// Clones share one server. It stops when the last clone is dropped or on
+/// [`FakeWeChat::shutdown`]; it runs on the Tokio runtime that started it.
+#[derive(Clone)]
+pub struct FakeWeChat {
+    handle: Arc<Handle>,
+}
+
+/// Owned by the clones only, so that dropping the last clone stops the server.
+struct Handle {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// What the handles and the server tasks share.
+struct Shared {
+    app_id: String,
+    app_secret: String,
+    addr: SocketAddr,
+    calls: AtomicUsize,
+    state: Mutex<State>,
+}
+
+struct State {
+    codes: HashMap<String, MintedCode>,
+    /// The latest session_key handed out per openid.
+    session_keys: HashMap<String, String>,
+    replies: VecDeque<FakeReply>,
+    latency: Duration,
+    code_lifetime: Duration,
+}
+
+struct MintedCode {
+    openid: String,
+    unionid: Option<String>,
+    expires: Instant,
+    used: bool,
+}
+
+/// A reply to queue with [`FakeWeChat::push_reply`]: the next
+/// `jscode2session` call answers with it instead of the normal behaviour
+/// (the code in that call is then left untouched).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FakeReply {
+    /// HTTP 200 with `{"errcode":N,"errmsg":"..."}`, using WeChat's message
+    /// for the well-known codes (`-1` "system error", `40029` "invalid code",
+    /// `40163` "code been used", `45011`, `40226` "code blocked", ...).
+    Errcode(i64),
+    /// Like [`FakeReply::Errcode`] with the errcode as a JSON string:
+    /// `{"errcode":"40029",...}`, as some WeChat APIs send it.
+    ErrcodeAsString(i64),
+    /// This HTTP status (an invalid one becomes 500) with this body, as
+    /// `text/plain`: a 500 with JSON, a 502 page from a proxy, ...
+    Status(u16, String),
+    /// HTTP 200, `text/plain`, with this raw body (truncated JSON, empty, HTML, ...).
+    Body(String),
+    /// Waits this long, then answers normally.
+    Delay(Duration),
+    /// Closes the connection without answering.
+    Reset,
+}
+
+impl FakeWeChat {
+    /// Starts the server on `127.0.0.1` with a free port, accepting this
+    /// appid and app secret.
+    pub async fn start(
+        app_id: impl Into<String>,
+        app_secret: impl Into<String>,
+    ) -> std::io::Result<FakeWeChat> {
+        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        let shared = Arc::new(Shared {
+            app_id: app_id.into(),
+            app_secret: app_secret.into(),
+            addr: listener.local_addr()?,
+            calls: AtomicUsize::new(0),
+            state: Mutex::new(State {
+                codes: HashMap::new(),
+                session_keys: HashMap::new(),
+                replies: VecDeque::new(),
+                latency: Duration::ZERO,
+                code_lifetime: CODE_LIFETIME,
+            }),
+        });
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(accept_loop(listener, shared.clone(), stopped));
+        Ok(FakeWeChat {
+            handle: Arc::new(Handle { shared, stop }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// The base URL to use instead of `https://api.weixin.qq.com`, like
+    /// `http://127.0.0.1:41234` (no trailing slash).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.shared().addr)
+    }
+
+    /// The appid this fake accepts.
+    pub fn app_id(&self) -> &str {
+        &self.shared().app_id
+    }
+
+    /// A fresh login code for this user, as `wx.login()` would give the mini
+    /// program: URL-safe, unique, 32 characters, single use, valid for
+    /// [`CODE_LIFETIME`].
+    pub fn mint_code(&self, openid: &str) -> String {
+        self.shared().mint(openid, None)
+    }
+
+    /// Like [`FakeWeChat::mint_code`], for a user whose exchange also returns
+    /// this `unionid` (the mini program is bound to an Open Platform account).
+    pub fn mint_code_with_unionid(&self, openid: &str, unionid: &str) -> String {
+        self.shared().mint(openid, Some(unionid))
+    }
+
+    /// The latest `session_key` handed out for this user, if any; tests use
+    /// it to encrypt data the way WeChat would for the mini program.
+    pub fn session_key(&self, openid: &str) -> Option<String> {
+        self.shared().state().session_keys.get(openid).cloned()
+    }
+
+    /// Queues a reply: the next `jscode2session` call answers with it
+    /// instead of the normal behaviour. Replies are used in the order pushed.
+    pub fn push_reply(&self, reply: FakeReply) {
+        self.shared().state().replies.push_back(reply);
+    }
+
+    /// Waits this long before every `jscode2session` reply, queued ones
+    /// included (the `/_fake/` routes answer at once). Zero by default.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared().state().latency = latency;
+    }
+
+    /// How long codes minted from now on stay valid (default [`CODE_LIFETIME`]);
+    /// a short one lets a test see an expired code (40029).
+    pub fn set_code_lifetime(&self, lifetime: Duration) {
+        self.shared().state().code_lifetime = lifetime;
+    }
+
+    /// How many `jscode2session` requests reached the fake, whatever they
+    /// were answered (retries each count).
+    pub fn code2session_calls(&self) -> usize {
+        self.shared().calls.load(Ordering::SeqCst)
+    }
+
+    /// Stops the server: the port stops accepting and open connections are
+    /// closed. Dropping the last clone does the same.
+    pub fn shutdown(&self) {
+        self.handle.stop.send_replace(true);
+    }
+}
+
+impl fmt::Debug for FakeWeChat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeWeChat")
+            .field("base_url", &self.base_url())
+            .field("app_id", &self.app_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panicking test thread must not wedge the other tests' fake.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn mint(&self, openid: &str, unionid: Option<&str>) -> String {
+        let code = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
+        let mut state = self.state();
+        let now = Instant::now();
+        let expires = now + state.code_lifetime;
+        // Expired codes answer 40029 like unknown ones: forget them.
+        state.codes.retain(|_, minted| minted.expires > now);
+        state.codes.insert(
+            code.clone(),
+            MintedCode {
+                openid: openid.to_owned(),
+                unionid: unionid.map(str::to_owned),
+                expires,
+                used: false,
+            },
+        );
+        code
+    }
+}
+
+/// Accepts connections until the server is stopped.
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let stream = tokio::select! {
+            () = wait_stop(&mut stopped) => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors and the like: let it pass.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let shared = shared.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| serve(shared.clone(), req));
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                // Errors (including FakeReply::Reset) just close the connection.
+                _ = connection => {}
+                () = wait_stop(&mut stopped) => {}
+            }
+        });
+    }
+}
+
+/// Resolves once the server is stopped or every handle is gone.
+async fn wait_stop(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// The service error that makes hyper drop the connection unanswered.
+#[derive(Debug)]
+struct ResetConnection;
+
+impl fmt::Display for ResetConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("connection reset by FakeReply::Reset")
+    }
+}
+
+impl std::error::Error for ResetConnection {}
+
+type Reply = Result<Response<Full<Bytes>>, ResetConnection>;
+
+async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Reply {
+    match (req.method(), req.uri().path()) {
+        // WeChat reads the query whatever the method (a POST body gives 41002).
+        (_, "/sns/jscode2session") => {
+            let query = req.uri().query().unwrap_or("").to_owned();
+            jscode2session(&shared, &query).await
+        }
+        (&Method::POST, "/_fake/wx.login") => Ok(wx_login(&shared, req).await),
+        _ => Ok(respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found".into(),
+        )),
+    }
+}
+
+async fn jscode2session(shared: &Shared, query: &str) -> Reply {
+    shared.calls.fetch_add(1, Ordering::SeqCst);
+    let (queued, latency) = {
+        let mut state = shared.state();
+        (state.replies.pop_front(), state.latency)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    Ok(match queued {
+        None => exchange(shared, query),
+        Some(FakeReply::Errcode(errcode)) => wechat_error(errcode, false),
+        Some(FakeReply::ErrcodeAsString(errcode)) => wechat_error(errcode, true),
+        Some(FakeReply::Status(status, body)) => respond(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "text/plain",
+            body,
+        ),
+        Some(FakeReply::Body(body)) => respond(StatusCode::OK, "text/plain", body),
+        Some(FakeReply::Delay(delay)) => {
+            tokio::time::sleep(delay).await;
+            exchange(shared, query)
+        }
+        Some(FakeReply::Reset) => return Err(ResetConnection),
+    })
+}
+
+/// The normal behaviour of `jscode2session`.
+fn exchange(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
+    let params = parse_query(query);
+    let param = |name: &str| {
+        params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    match param("appid") {
+        None => return wechat_error(41002, false),
+        Some(app_id) if app_id != shared.app_id => return wechat_error(40013, false),
+        Some(_) => {}
+    }
+    match param("secret") {
+        None => return wechat_error(41004, false),
+        Some(secret) if secret != shared.app_secret => return wechat_error(40125, false),
+        Some(_) => {}
+    }
+    if param("grant_type") != Some("authorization_code") {
+        return wechat_error(40002, false);
+    }
+    let Some(code) = param("js_code") else {
+        return wechat_error(41008, false);
+    };
+
+    let mut state = shared.state();
+    let minted = match state.codes.get_mut(code) {
+        Some(minted) if minted.expires > Instant::now() => minted,
+        _ => return wechat_error(40029, false),
+    };
+    if minted.used {
+        return wechat_error(40163, false);
+    }
+    minted.used = true;
+    let openid = minted.openid.clone();
+    let unionid = minted.unionid.clone();
+    // WeChat rotates the user's session_key on a new login.
+    let session_key = STANDARD.encode(random_bytes::<16>());
+    state
+        .session_keys
+        .insert(openid.clone(), session_key.clone());
+    drop(state);
+
+    let mut body = json!({ "session_key": session_key, "openid": openid });
+    if let Some(unionid) = unionid {
+        body["unionid"] = json!(unionid);
+    }
+    respond(StatusCode::OK, "text/plain", body.to_string())
+}
+
+/// `POST /_fake/wx.login`: mints a code like `wx.login()` in the mini program.
+async fn wx_login(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    #[derive(serde::Deserialize, Default)]
+    struct LoginRequest {
+        openid: Option<String>,
+        unionid: Option<String>,
+    }
+    let bad_request = |message: &str| {
+        respond(
+            StatusCode::BAD_REQUEST,
+            "application/json",
+            json!({ "error": message }).to_string(),
+        )
+    };
+    let body = match Limited::new(req.into_body(), MAX_LOGIN_BODY)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return bad_request("body unreadable or over 16 KiB"),
+    };
+    let request: LoginRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        LoginRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(_) => {
+                return bad_request(
+                    r#"expected JSON {"openid": "...", "unionid": "..."}, both optional"#,
+                )
+            }
+        }
+    };
+    let openid = match request.openid.filter(|o| !o.is_empty()) {
+        Some(openid) => openid,
+        // Shaped like a real openid: 28 characters starting with "o".
+        None => format!("o{}", URL_SAFE_NO_PAD.encode(random_bytes::<20>())),
+    };
+    let unionid = request.unionid.filter(|u| !u.is_empty());
+    let code = shared.mint(&openid, unionid.as_deref());
+    respond(
+        StatusCode::OK,
+        "application/json",
+        json!({ "code": code }).to_string(),
+    )
+}
+
+/// The errmsg WeChat sends with an errcode (before its `, rid: ...` suffix).
+fn errmsg(errcode: i64) -> &'static str {
+    match errcode {
+        -1 => "system error",
+        0 => "ok",
+        40002 => "invalid grant_type",
+        40013 => "invalid appid",
+        40029 => "invalid code",
+        40125 => "invalid appsecret",
+        40163 => "code been used",
+        40226 => "code blocked",
+        40243 => "AppSecret已被冻结，请登录小程序平台解冻后再次调用",
+        41002 => "appid missing",
+        41004 => "appsecret missing",
+        41008 => "missing code",
+        45011 => "api minute-quota reach limit  mustslower  retry next minute",
+        _ => "unknown error",
+    }
+}
+
+/// An errcode reply as WeChat sends it: HTTP 200, text/plain, a request id in errmsg.
+fn wechat_error(errcode: i64, as_string: bool) -> Response<Full<Bytes>> {
+    let rid = random_bytes::<12>();
+    let rid = format!("{}-{}-{}", hex(&rid[..4]), hex(&rid[4..8]), hex(&rid[8..]));
+    let errmsg = format!("{}, rid: {rid}", errmsg(errcode));
+    let body = if as_string {
+        json!({ "errcode": errcode.to_string(), "errmsg": errmsg })
+    } else {
+        json!({ "errcode": errcode, "errmsg": errmsg })
+    };
+    respond(StatusCode::OK, "text/plain", body.to_string())
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The query's parameters, percent-decoded; the first of a repeated name wins.
+fn parse_query(query: &str) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    let Ok(url) = reqwest::Url::parse(&format!("http://fake/?{query}")) else {
+        return params;
+    };
+    for (name, value) in url.query_pairs() {
+        params
+            .entry(name.into_owned())
+            .or_insert_with(|| value.into_owned());
+    }
+    params
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::getrandom(&mut bytes).expect("the OS random number generator failed");
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

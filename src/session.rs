@@ -1,0 +1,149 @@
+//! The session: the record a store keeps, and the resolved form the layer caches.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::store::StoreId;
+use crate::Secret;
+
+/// Milliseconds since the Unix epoch, by the server clock.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn ms_to_system_time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// Who WeChat says logged in; what a login hook sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Identity {
+    /// The user's id within this mini program.
+    pub openid: String,
+    /// The user's id across the apps of one WeChat open platform account, when bound.
+    pub unionid: Option<String>,
+    /// The mini program the user logged in to.
+    pub app_id: String,
+}
+
+/// A session as a [`SessionStore`](crate::store::SessionStore) keeps it.
+///
+/// Times are milliseconds since the Unix epoch. `data` is the app's user
+/// data, serialized as JSON by the layer. `Debug` redacts the `session_key`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The user's openid.
+    pub openid: String,
+    /// The user's unionid, when WeChat gave one.
+    pub unionid: Option<String>,
+    /// The mini program's app id.
+    pub app_id: String,
+    /// WeChat's `session_key` for this login. Never leaves the server.
+    pub session_key: Secret,
+    /// The app's user data, as JSON.
+    pub data: Vec<u8>,
+    /// When the session was created.
+    pub created_at_ms: u64,
+    /// When the session ends, whatever the use.
+    pub expires_at_ms: u64,
+    /// When the session ends if not used before (idle timeout), if one is set.
+    pub idle_expires_at_ms: Option<u64>,
+}
+
+impl fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("openid", &self.openid)
+            .field("unionid", &self.unionid)
+            .field("app_id", &self.app_id)
+            .field("session_key", &self.session_key)
+            .field("data_len", &self.data.len())
+            .field("created_at_ms", &self.created_at_ms)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("idle_expires_at_ms", &self.idle_expires_at_ms)
+            .finish()
+    }
+}
+
+impl SessionRecord {
+    /// The moment the session stops being valid, counting the idle limit.
+    pub fn ends_at_ms(&self) -> u64 {
+        match self.idle_expires_at_ms {
+            Some(idle) => idle.min(self.expires_at_ms),
+            None => self.expires_at_ms,
+        }
+    }
+
+    /// Whether the session has ended at `now_ms`.
+    pub fn is_expired_at(&self, now_ms: u64) -> bool {
+        now_ms >= self.ends_at_ms()
+    }
+}
+
+/// What every session has whatever the app data type.
+pub(crate) struct SessionCore {
+    pub(crate) store_id: StoreId,
+    pub(crate) openid: String,
+    pub(crate) unionid: Option<String>,
+    pub(crate) app_id: String,
+    pub(crate) session_key: Secret,
+    pub(crate) created_at_ms: u64,
+    pub(crate) expires_at_ms: u64,
+    /// 0 when there is no idle timeout; else the idle deadline last written to the store.
+    pub(crate) idle_expires_at_ms: AtomicU64,
+}
+
+impl SessionCore {
+    pub(crate) fn idle_deadline(&self) -> Option<u64> {
+        match self.idle_expires_at_ms.load(Ordering::Relaxed) {
+            0 => None,
+            v => Some(v),
+        }
+    }
+}
+
+/// A session resolved by the layer: the core plus the app's typed data.
+pub(crate) struct SessionState<T> {
+    pub(crate) core: SessionCore,
+    pub(crate) data: T,
+}
+
+impl<T> SessionState<T> {
+    pub(crate) fn from_record(store_id: StoreId, rec: SessionRecord, data: T) -> Self {
+        SessionState {
+            core: SessionCore {
+                store_id,
+                openid: rec.openid,
+                unionid: rec.unionid,
+                app_id: rec.app_id,
+                session_key: rec.session_key,
+                created_at_ms: rec.created_at_ms,
+                expires_at_ms: rec.expires_at_ms,
+                idle_expires_at_ms: AtomicU64::new(rec.idle_expires_at_ms.unwrap_or(0)),
+            },
+            data,
+        }
+    }
+}
+
+/// A session with its data type erased, as the layer puts it in request extensions.
+pub(crate) trait ErasedSession: Send + Sync + 'static {
+    fn core(&self) -> &SessionCore;
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<T: Send + Sync + 'static> ErasedSession for SessionState<T> {
+    fn core(&self) -> &SessionCore {
+        &self.core
+    }
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}

@@ -1,0 +1,229 @@
+//! The moka cache in front of the store, with single-flight misses.
+//!
+//! Hits are a synchronous `moka::sync::Cache::get` keyed by the 16-byte
+//! session id: no allocation, no future. Misses go to the store once per id
+//! however many requests wait for it. A cache entry lives at most the cache
+//! TTL and never past its session's end. Revoked ids leave a tombstone for one
+//! cache TTL, so a load that raced a logout cannot put the session back.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
+use moka::Expiry;
+use serde::de::DeserializeOwned;
+use tokio::sync::OnceCell;
+
+use super::{SessionRecord, SessionStore, StoreError, StoreId};
+use crate::session::{now_ms, SessionState};
+use crate::token::SessionId;
+
+/// The outcome of a lookup, or a store failure.
+pub(crate) type Lookup<T> = Result<Found<T>, StoreError>;
+
+/// What the store knows of a session id.
+pub(crate) enum Found<T> {
+    /// A session that has not ended.
+    Live(Arc<SessionState<T>>),
+    /// A session the store still remembers, but whose lifetime or idle limit has passed.
+    Expired,
+    /// No such session: never issued, deleted, revoked, or forgotten after expiry.
+    Unknown,
+}
+
+impl<T> Clone for Found<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Found::Live(s) => Found::Live(s.clone()),
+            Found::Expired => Found::Expired,
+            Found::Unknown => Found::Unknown,
+        }
+    }
+}
+
+type Flight<T> = Arc<OnceCell<Lookup<T>>>;
+
+pub(crate) struct SessionCache<T> {
+    entries: Cache<SessionId, Arc<SessionState<T>>>,
+    revoked: Cache<StoreId, ()>,
+    inflight: Mutex<HashMap<SessionId, Flight<T>>>,
+    store: Arc<dyn SessionStore>,
+    store_timeout: Duration,
+}
+
+struct UntilSessionEnd {
+    ttl: Duration,
+}
+
+impl<T> Expiry<SessionId, Arc<SessionState<T>>> for UntilSessionEnd {
+    fn expire_after_create(
+        &self,
+        _key: &SessionId,
+        value: &Arc<SessionState<T>>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        let left = value.core.expires_at_ms.saturating_sub(now_ms());
+        Some(self.ttl.min(Duration::from_millis(left)))
+    }
+}
+
+impl<T> SessionCache<T>
+where
+    T: DeserializeOwned + Send + Sync + 'static,
+{
+    pub(crate) fn new(
+        store: Arc<dyn SessionStore>,
+        capacity: u64,
+        ttl: Duration,
+        store_timeout: Duration,
+    ) -> Self {
+        SessionCache {
+            entries: Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(UntilSessionEnd { ttl })
+                .support_invalidation_closures()
+                .build(),
+            revoked: Cache::builder()
+                .max_capacity(capacity.max(1024))
+                .time_to_live(ttl)
+                .build(),
+            inflight: Mutex::new(HashMap::new()),
+            store,
+            store_timeout,
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    pub(crate) fn store_timeout(&self) -> Duration {
+        self.store_timeout
+    }
+
+    /// The hit path: a cached session, if any.
+    #[inline]
+    pub(crate) fn get(&self, id: &SessionId) -> Option<Arc<SessionState<T>>> {
+        self.entries.get(id)
+    }
+
+    /// Puts a session just created by a login in the cache.
+    pub(crate) fn insert(&self, id: SessionId, state: Arc<SessionState<T>>) {
+        self.entries.insert(id, state);
+    }
+
+    /// Drops the cached copy of a session and blocks reloading it for a while.
+    pub(crate) fn invalidate(&self, id: &SessionId, store_id: StoreId) {
+        self.revoked.insert(store_id, ());
+        self.entries.invalidate(id);
+        self.lock_inflight().remove(id);
+    }
+
+    /// Drops the cached copies of sessions known by their store ids (revoke a user).
+    pub(crate) fn invalidate_store_ids(&self, ids: &[StoreId]) {
+        if ids.is_empty() {
+            return;
+        }
+        for id in ids {
+            self.revoked.insert(*id, ());
+        }
+        let set: std::collections::HashSet<StoreId> = ids.iter().copied().collect();
+        if let Err(e) = self
+            .entries
+            .invalidate_entries_if(move |_, v| set.contains(&v.core.store_id))
+        {
+            tracing::warn!(error = %e, "wxlogin: cannot invalidate cached sessions");
+        }
+    }
+
+    /// Drops the cached copy only (the session may still be valid in the store).
+    pub(crate) fn forget(&self, id: &SessionId) {
+        self.entries.invalidate(id);
+    }
+
+    /// Runs a store call under the store timeout.
+    pub(crate) async fn timed<R>(
+        &self,
+        what: &'static str,
+        fut: impl Future<Output = Result<R, StoreError>>,
+    ) -> Result<R, StoreError> {
+        match tokio::time::timeout(self.store_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::new(format_args!(
+                "{what} timed out after {:?}",
+                self.store_timeout
+            ))),
+        }
+    }
+
+    /// The miss path: load from the store once for all concurrent callers.
+    pub(crate) async fn resolve(&self, id: SessionId) -> Lookup<T> {
+        if let Some(hit) = self.entries.get(&id) {
+            return Ok(Found::Live(hit));
+        }
+        let flight = self
+            .lock_inflight()
+            .entry(id)
+            .or_insert_with(|| Arc::new(OnceCell::new()))
+            .clone();
+        let result = flight.get_or_init(|| self.load(id)).await.clone();
+        let mut inflight = self.lock_inflight();
+        if inflight.get(&id).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            inflight.remove(&id);
+        }
+        result
+    }
+
+    async fn load(&self, id: SessionId) -> Lookup<T> {
+        let store_id = StoreId::of(&id);
+        let started = Instant::now();
+        let loaded = self.timed("session load", self.store.load(store_id)).await;
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        let record = match loaded {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, elapsed_us, "wxlogin: session store load failed");
+                return Err(e);
+            }
+        };
+        tracing::trace!(elapsed_us, found = record.is_some(), "wxlogin: store load");
+        let Some(record) = record else {
+            return Ok(Found::Unknown);
+        };
+        if self.revoked.contains_key(&store_id) {
+            return Ok(Found::Unknown);
+        }
+        if record.is_expired_at(now_ms()) {
+            return Ok(Found::Expired);
+        }
+        let Some(state) = decode(store_id, record) else {
+            return Ok(Found::Unknown);
+        };
+        let state = Arc::new(state);
+        self.entries.insert(id, state.clone());
+        Ok(Found::Live(state))
+    }
+
+    fn lock_inflight(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Flight<T>>> {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    store_id: StoreId,
+    mut record: SessionRecord,
+) -> Option<SessionState<T>> {
+    let data = match serde_json::from_slice::<T>(&record.data) {
+        Ok(d) => d,
+        Err(e) => {
+            // The app changed its data type, or the store was edited: the
+            // session cannot be served, so the client logs in again.
+            tracing::warn!(error = %e, "wxlogin: session data does not decode; treating the session as invalid");
+            return None;
+        }
+    };
+    record.data = Vec::new();
+    Some(SessionState::from_record(store_id, record, data))
+}

@@ -1,0 +1,108 @@
+//! Where sessions live: the [`SessionStore`] trait and its implementations.
+//!
+//! A store owns expiry: it must not return a session past
+//! [`SessionRecord::ends_at_ms`] for long, and should free its memory. The
+//! layer checks expiry against the server clock on every request anyway.
+//! Sessions are keyed by a [`StoreId`], a hash of the token's random part, so
+//! what a store holds never reconstructs a token.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use sha2::{Digest, Sha256};
+
+pub(crate) mod cache;
+mod memory;
+
+pub use memory::MemoryStore;
+
+pub use crate::session::SessionRecord;
+use crate::token::SessionId;
+
+/// The future a store method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The key of a session in a store: SHA-256 of the session id, truncated to 128 bits.
+///
+/// Printable as 32 hex digits with `Display`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreId(pub [u8; 16]);
+
+impl StoreId {
+    pub(crate) fn of(id: &SessionId) -> Self {
+        let digest = Sha256::new()
+            .chain_update(b"wxlogin-store-id\0")
+            .chain_update(id)
+            .finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        StoreId(out)
+    }
+}
+
+impl fmt::Display for StoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::token::hex(&self.0))
+    }
+}
+
+impl fmt::Debug for StoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreId({self})")
+    }
+}
+
+/// A store failure (I/O error, timeout). Requests see `503 store_unavailable`.
+#[derive(Debug, Clone)]
+pub struct StoreError {
+    message: String,
+}
+
+impl StoreError {
+    /// A store error with a message for the log. Never put a secret in it.
+    pub fn new(message: impl fmt::Display) -> Self {
+        StoreError {
+            message: message.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "session store error: {}", self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A place to keep sessions: in memory, Redis, or an app's own.
+///
+/// Methods return boxed futures so stores can be used as `Arc<dyn SessionStore>`;
+/// the layer calls them only on a cache miss, a login or a logout.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores a new session. It must not overwrite an existing one.
+    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()>;
+
+    /// Loads a session; `None` when it is unknown or deleted.
+    ///
+    /// A store may return a record that has already ended (the caller checks
+    /// [`SessionRecord::is_expired_at`]); that lets the layer answer
+    /// `session_expired` instead of `invalid_token` while the store remembers it.
+    fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>>;
+
+    /// Deletes a session; `true` if it existed.
+    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool>;
+
+    /// Moves the idle deadline of a session; `false` if it is gone.
+    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool>;
+
+    /// Deletes every session of a user; returns the ids it deleted.
+    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>>;
+
+    /// Whether several processes share this store. A shared store needs a
+    /// configured token key, so that every instance accepts the same tokens.
+    fn is_shared(&self) -> bool {
+        false
+    }
+}

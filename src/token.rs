@@ -1,0 +1,208 @@
+//! Session tokens: minting, parsing and MAC verification, with key rotation.
+//!
+//! A token is `base64url(version ‖ kid ‖ id ‖ mac)` without padding, 46 ASCII
+//! characters:
+//!
+//! | bytes | meaning |
+//! |---|---|
+//! | 1 | format version (1) |
+//! | 1 | key id: the first byte of SHA-256 over the key, picks the verifying key |
+//! | 16 | session id, from the OS CSPRNG (128 bits) |
+//! | 16 | HMAC-SHA256(key, version ‖ kid ‖ id), truncated to 128 bits |
+//!
+//! Verification needs no store or cache lookup, so forged, truncated or
+//! tampered tokens cost one HMAC and nothing else. The store never sees the
+//! MAC (and only a hash of the id, see [`crate::store::StoreId`]), so a leaked
+//! store gives no working token.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::Secret;
+
+/// Format version carried in the first byte.
+const VERSION: u8 = 1;
+/// Length of the random session id.
+pub(crate) const ID_LEN: usize = 16;
+const MAC_LEN: usize = 16;
+const RAW_LEN: usize = 2 + ID_LEN + MAC_LEN;
+/// Length of a token in characters.
+pub(crate) const TOKEN_LEN: usize = (RAW_LEN * 4).div_ceil(3);
+/// Shortest key accepted, in bytes.
+pub(crate) const MIN_KEY_LEN: usize = 16;
+
+/// The random part of a token: identifies one session in the cache.
+pub(crate) type SessionId = [u8; ID_LEN];
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenError {
+    /// Wrong length, characters, version, unknown key or bad MAC.
+    Invalid,
+}
+
+struct Key {
+    kid: u8,
+    /// HMAC state with the key already absorbed; cloned per use.
+    mac: Hmac<Sha256>,
+}
+
+/// The token keys: the first signs, all verify.
+pub(crate) struct TokenKeys {
+    keys: Vec<Key>,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("count", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenKeys {
+    /// Keys as raw bytes; the first one signs. Callers check lengths first.
+    pub(crate) fn new(keys: &[Secret]) -> Self {
+        let keys = keys
+            .iter()
+            .map(|k| {
+                let bytes = k.expose().as_bytes();
+                Key {
+                    kid: Sha256::digest(bytes)[0],
+                    mac: Hmac::<Sha256>::new_from_slice(bytes).expect("HMAC takes any key length"),
+                }
+            })
+            .collect();
+        TokenKeys { keys }
+    }
+
+    /// A fresh random key for a single-instance deployment.
+    pub(crate) fn random_key() -> Secret {
+        let mut bytes = [0u8; 32];
+        getrandom::getrandom(&mut bytes).expect("the OS random number generator failed");
+        Secret::new(hex(&bytes))
+    }
+
+    /// Mints a token for a new random session id.
+    pub(crate) fn mint(&self) -> (SessionId, String) {
+        let mut id = [0u8; ID_LEN];
+        getrandom::getrandom(&mut id).expect("the OS random number generator failed");
+        (id, self.token_for(&id))
+    }
+
+    fn token_for(&self, id: &SessionId) -> String {
+        let key = &self.keys[0];
+        let mut raw = [0u8; RAW_LEN];
+        raw[0] = VERSION;
+        raw[1] = key.kid;
+        raw[2..2 + ID_LEN].copy_from_slice(id);
+        let tag = mac(key, &raw[..2 + ID_LEN]);
+        raw[2 + ID_LEN..].copy_from_slice(&tag);
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Checks a token's shape and MAC, in constant time over the MAC.
+    pub(crate) fn verify(&self, token: &str) -> Result<SessionId, TokenError> {
+        if token.len() != TOKEN_LEN {
+            return Err(TokenError::Invalid);
+        }
+        let mut raw = [0u8; RAW_LEN + 2];
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(token.as_bytes(), &mut raw)
+            .map_err(|_| TokenError::Invalid)?;
+        if n != RAW_LEN || raw[0] != VERSION {
+            return Err(TokenError::Invalid);
+        }
+        let signed = &raw[..2 + ID_LEN];
+        let given = &raw[2 + ID_LEN..RAW_LEN];
+        let mut ok = false;
+        for key in self.keys.iter().filter(|k| k.kid == raw[1]) {
+            ok |= bool::from(mac(key, signed).ct_eq(given));
+        }
+        if !ok {
+            return Err(TokenError::Invalid);
+        }
+        let mut id = [0u8; ID_LEN];
+        id.copy_from_slice(&raw[2..2 + ID_LEN]);
+        Ok(id)
+    }
+}
+
+fn mac(key: &Key, msg: &[u8]) -> [u8; MAC_LEN] {
+    let mut m = key.mac.clone();
+    m.update(msg);
+    let full = m.finalize().into_bytes();
+    let mut out = [0u8; MAC_LEN];
+    out.copy_from_slice(&full[..MAC_LEN]);
+    out
+}
+
+/// Lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(list: &[&str]) -> TokenKeys {
+        TokenKeys::new(&list.iter().map(|k| Secret::new(*k)).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn round_trip_and_shape() {
+        let k = keys(&["0123456789abcdef0123456789abcdef"]);
+        let (id, token) = k.mint();
+        assert_eq!(token.len(), TOKEN_LEN);
+        assert!(token.len() < 100);
+        assert!(token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_eq!(k.verify(&token), Ok(id));
+    }
+
+    #[test]
+    fn every_single_byte_change_is_rejected() {
+        let k = keys(&["0123456789abcdef0123456789abcdef"]);
+        let (_, token) = k.mint();
+        for i in 0..token.len() {
+            let mut b = token.clone().into_bytes();
+            b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+            let t = String::from_utf8(b).unwrap();
+            if t != token {
+                assert_eq!(k.verify(&t), Err(TokenError::Invalid), "position {i}");
+            }
+        }
+        assert_eq!(
+            k.verify(&token[..token.len() - 1]),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(k.verify(""), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn rotation_old_keys_verify_new_key_signs() {
+        let old = keys(&["old-key-old-key-old-key-old-key!"]);
+        let (id, old_token) = old.mint();
+        let rotated = keys(&[
+            "new-key-new-key-new-key-new-key!",
+            "old-key-old-key-old-key-old-key!",
+        ]);
+        assert_eq!(rotated.verify(&old_token), Ok(id));
+        let (id2, new_token) = rotated.mint();
+        assert_eq!(rotated.verify(&new_token), Ok(id2));
+        assert_eq!(old.verify(&new_token), Err(TokenError::Invalid));
+        let other = keys(&["another-key-another-key-another!"]);
+        assert_eq!(other.verify(&old_token), Err(TokenError::Invalid));
+    }
+}

@@ -1,0 +1,341 @@
+//! The client for WeChat's server API (`api.weixin.qq.com`).
+//!
+//! It owns the transport rules every WeChat call shares: one pooled HTTP
+//! client with connect and request timeouts, a bounded read of the reply
+//! body, retries of transient failures with jittered exponential backoff
+//! inside an overall deadline, and errors that never carry the app secret
+//! (reqwest errors name the URL, whose query holds it, so their URL is
+//! always stripped). Each endpoint lives in its own file and only says how
+//! to build its request and read its reply.
+
+mod code2session;
+
+use std::time::Duration;
+
+use reqwest::{Client, RequestBuilder, Response, Url};
+use tokio::time::Instant;
+
+#[allow(unused_imports)]
+pub(crate) use code2session::Code2Session;
+
+/// Where WeChat is and how long to wait for it.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientConfig {
+    /// Base URL of the API, e.g. `https://api.weixin.qq.com` (a trailing slash is fine).
+    pub api_base: String,
+    /// Limit on opening a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Limit on one attempt, from sending the request to the end of the reply body.
+    pub request_timeout: Duration,
+    /// Limit on a whole call, across all its attempts and the pauses between them.
+    pub deadline: Duration,
+    /// Most attempts per call (at least one is always made).
+    pub max_attempts: u32,
+    /// Largest reply body read; a longer one is a failure.
+    pub max_reply_bytes: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            api_base: "https://api.weixin.qq.com".to_owned(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(3),
+            deadline: Duration::from_secs(8),
+            max_attempts: 3,
+            max_reply_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Why a WeChat call failed. Each variant maps to one row of the error table
+/// in DESIGN.md; none of them holds the app secret, the login code or a
+/// `session_key`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WeChatError {
+    /// The login code is invalid, expired or already used (40029, 40163):
+    /// the mini program must call `wx.login()` again.
+    #[error("WeChat rejected the login code (errcode {errcode})")]
+    InvalidCode { errcode: i64 },
+    /// WeChat's minute quota is spent (45011).
+    #[error("WeChat rate limit reached, retry after {} s", retry_after.as_secs())]
+    RateLimited { retry_after: Duration },
+    /// WeChat blocks the login of this high-risk user (40226).
+    #[error("WeChat blocked the login of this user (errcode 40226)")]
+    UserRestricted,
+    /// WeChat did not give a usable answer: busy (-1) after retries, a
+    /// timeout, a network error, a non-2xx status, an unparseable or
+    /// oversized reply, or a success without the expected fields.
+    #[error("WeChat unavailable: {reason}")]
+    Unavailable { reason: String },
+    /// WeChat refused the app's own request (wrong appid or secret, missing
+    /// parameter, frozen secret, or an errcode this client does not know).
+    #[error("WeChat refused the request (errcode {errcode}: {errmsg})")]
+    Misconfigured { errcode: i64, errmsg: String },
+}
+
+/// How long to wait after WeChat's 45011: its message says "retry next minute".
+const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
+
+/// First backoff pause; it doubles on every further attempt.
+const BACKOFF_BASE: Duration = Duration::from_millis(50);
+
+/// Longest errmsg kept in [`WeChatError::Misconfigured`].
+const MAX_ERRMSG_CHARS: usize = 200;
+
+/// The outcome of one failed attempt.
+struct AttemptError {
+    error: WeChatError,
+    /// Whether another attempt may succeed (WeChat busy, network trouble, 5xx).
+    retry: bool,
+}
+
+impl AttemptError {
+    /// A failure another attempt may cure.
+    fn transient(reason: impl Into<String>) -> Self {
+        AttemptError {
+            error: WeChatError::Unavailable {
+                reason: reason.into(),
+            },
+            retry: true,
+        }
+    }
+
+    /// A failure that repeats on every attempt.
+    fn fatal(error: WeChatError) -> Self {
+        AttemptError {
+            error,
+            retry: false,
+        }
+    }
+}
+
+/// Maps a WeChat `errcode` (other than 0) to the error it means.
+fn errcode_error(errcode: i64, errmsg: Option<String>) -> AttemptError {
+    match errcode {
+        -1 => AttemptError::transient("WeChat is busy (errcode -1)"),
+        40029 | 40163 => AttemptError::fatal(WeChatError::InvalidCode { errcode }),
+        45011 => AttemptError::fatal(WeChatError::RateLimited {
+            retry_after: RATE_LIMIT_PAUSE,
+        }),
+        40226 => AttemptError::fatal(WeChatError::UserRestricted),
+        _ => AttemptError::fatal(WeChatError::Misconfigured {
+            errcode,
+            errmsg: errmsg
+                .unwrap_or_default()
+                .chars()
+                .take(MAX_ERRMSG_CHARS)
+                .collect(),
+        }),
+    }
+}
+
+/// A reqwest error as a reason string, without the URL (its query holds the secret).
+fn transport_reason(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "connection failed"
+    } else if err.is_body() || err.is_decode() {
+        "reading the reply failed"
+    } else {
+        "request failed"
+    };
+    // The sources (hyper, io) describe the failure; none of them holds the URL.
+    let mut reason = kind.to_owned();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    reason
+}
+
+/// The client for WeChat's API; clones share one connection pool.
+#[derive(Debug, Clone)]
+pub(crate) struct WeChatClient {
+    http: Client,
+    cfg: ClientConfig,
+}
+
+impl WeChatClient {
+    /// Builds the HTTP client (rustls, pooled connections, the configured timeouts).
+    pub(crate) fn new(cfg: ClientConfig) -> Result<Self, reqwest::Error> {
+        let http = Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .timeout(cfg.request_timeout)
+            .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(WeChatClient { http, cfg })
+    }
+
+    /// `{api_base}{path}?{query}` with every value URL-encoded.
+    fn endpoint(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, WeChatError> {
+        let base = self.cfg.api_base.trim_end_matches('/');
+        Url::parse_with_params(&format!("{base}{path}"), query).map_err(|_| {
+            // Only the base can be malformed; the message names neither it nor the query.
+            WeChatError::Misconfigured {
+                errcode: 0,
+                errmsg: "the WeChat API base URL is not a valid URL".to_owned(),
+            }
+        })
+    }
+
+    /// Sends the request built by `request` and reads the reply with `parse`,
+    /// retrying transient failures within the attempt and deadline limits.
+    ///
+    /// `what` names the call in logs (never a URL).
+    async fn call<T>(
+        &self,
+        what: &'static str,
+        request: impl Fn(&Client) -> RequestBuilder,
+        parse: impl Fn(&[u8]) -> Result<T, AttemptError>,
+    ) -> Result<T, WeChatError> {
+        let deadline = Instant::now() + self.cfg.deadline;
+        let max_attempts = self.cfg.max_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let outcome =
+                match tokio::time::timeout_at(deadline, self.attempt(&request, &parse)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(AttemptError::fatal(WeChatError::Unavailable {
+                        reason: format!(
+                            "no answer within the {} ms deadline",
+                            self.cfg.deadline.as_millis()
+                        ),
+                    })),
+                };
+            let failure = match outcome {
+                Ok(value) => return Ok(value),
+                Err(failure) => failure,
+            };
+            if !failure.retry {
+                return Err(failure.error);
+            }
+            let pause = backoff(attempt);
+            if attempt >= max_attempts || Instant::now() + pause >= deadline {
+                tracing::warn!(call = what, attempt, error = %failure.error, "WeChat call failed, giving up");
+                return Err(failure.error);
+            }
+            tracing::warn!(
+                call = what,
+                attempt,
+                pause_ms = pause.as_millis() as u64,
+                error = %failure.error,
+                "WeChat call failed, retrying"
+            );
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+        }
+    }
+
+    /// One request and its parsed reply.
+    async fn attempt<T>(
+        &self,
+        request: &impl Fn(&Client) -> RequestBuilder,
+        parse: &impl Fn(&[u8]) -> Result<T, AttemptError>,
+    ) -> Result<T, AttemptError> {
+        let response = request(&self.http)
+            .send()
+            .await
+            .map_err(|err| AttemptError::transient(transport_reason(err)))?;
+        let status = response.status();
+        if !status.is_success() {
+            let reason = format!("HTTP status {}", status.as_u16());
+            return Err(if status.is_server_error() {
+                AttemptError::transient(reason)
+            } else {
+                AttemptError::fatal(WeChatError::Unavailable { reason })
+            });
+        }
+        let body = self.read_body(response).await?;
+        parse(&body)
+    }
+
+    /// The reply body, at most `max_reply_bytes` of it.
+    async fn read_body(&self, mut response: Response) -> Result<Vec<u8>, AttemptError> {
+        let limit = self.cfg.max_reply_bytes;
+        let too_long = || {
+            AttemptError::fatal(WeChatError::Unavailable {
+                reason: format!("reply longer than {limit} bytes"),
+            })
+        };
+        if response
+            .content_length()
+            .is_some_and(|len| len > limit as u64)
+        {
+            return Err(too_long());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|err| AttemptError::transient(transport_reason(err)))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(too_long());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+/// The pause after failed attempt `attempt` (1-based): 50 ms · 2^(attempt-1),
+/// spread at random over ±50 % so that instances do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let base = BACKOFF_BASE.saturating_mul(1 << (attempt - 1).min(10));
+    let mut bytes = [0u8; 8];
+    // Without randomness the pause is simply the base: jitter is a nicety.
+    let unit = match getrandom::getrandom(&mut bytes) {
+        Ok(()) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
+        Err(_) => 0.5,
+    };
+    base.mul_f64(0.5 + unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter() {
+        for attempt in 1..=4 {
+            let base = BACKOFF_BASE * (1 << (attempt - 1));
+            for _ in 0..50 {
+                let pause = backoff(attempt);
+                assert!(pause >= base / 2 && pause <= base * 3 / 2, "{pause:?}");
+            }
+        }
+        // Large attempt numbers do not overflow.
+        assert!(backoff(u32::MAX) <= BACKOFF_BASE * 1024 * 3 / 2);
+    }
+
+    #[test]
+    fn errcodes_map_to_the_error_table() {
+        let e = |code| errcode_error(code, Some("msg".into()));
+        assert!(e(-1).retry);
+        assert!(matches!(e(-1).error, WeChatError::Unavailable { .. }));
+        assert!(matches!(
+            e(40029).error,
+            WeChatError::InvalidCode { errcode: 40029 }
+        ));
+        assert!(matches!(
+            e(40163).error,
+            WeChatError::InvalidCode { errcode: 40163 }
+        ));
+        assert!(
+            matches!(e(45011).error, WeChatError::RateLimited { retry_after } if retry_after == RATE_LIMIT_PAUSE)
+        );
+        assert!(matches!(e(40226).error, WeChatError::UserRestricted));
+        for code in [40013, 40125, 40002, 41002, 41004, 40243, 12345] {
+            let failure = e(code);
+            assert!(!failure.retry);
+            assert!(
+                matches!(failure.error, WeChatError::Misconfigured { errcode, ref errmsg } if errcode == code && errmsg == "msg")
+            );
+        }
+    }
+}
