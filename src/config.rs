@@ -15,7 +15,7 @@ use crate::layer::WxLoginLayer;
 use crate::login::{LoginService, LogoutService};
 use crate::session::Identity;
 use crate::store::cache::SessionCache;
-use crate::store::{MemoryStore, SessionStore, StoreError};
+use crate::store::{Invalidation, MemoryStore, SessionStore, StoreError};
 use crate::token::{TokenKeys, MIN_KEY_LEN};
 use crate::wechat::{ClientConfig, WeChatClient};
 use crate::Secret;
@@ -94,6 +94,7 @@ pub(crate) struct Shared<T> {
     pub(crate) hook: Hook<T>,
     pub(crate) renderer: Option<Renderer>,
     pub(crate) body_limit: usize,
+    pub(crate) single_session: bool,
 }
 
 impl<T> Shared<T> {
@@ -229,6 +230,7 @@ pub struct WxLoginBuilder<T> {
     wechat_request_timeout: Duration,
     wechat_deadline: Duration,
     wechat_attempts: u32,
+    single_session: bool,
 }
 
 impl<T> std::fmt::Debug for WxLoginBuilder<T> {
@@ -265,6 +267,7 @@ impl WxLoginBuilder<()> {
             wechat_request_timeout: Duration::from_secs(3),
             wechat_deadline: Duration::from_secs(5),
             wechat_attempts: 3,
+            single_session: false,
         }
     }
 }
@@ -377,6 +380,13 @@ impl<T> WxLoginBuilder<T> {
         self
     }
 
+    /// One session per user: a new login ends the user's other sessions
+    /// (default: off, a user may be logged in on several devices).
+    pub fn single_session(mut self, on: bool) -> Self {
+        self.single_session = on;
+        self
+    }
+
     /// Re-renders every rejection (layer, extractors, login, logout) into the
     /// app's own envelope. `WWW-Authenticate`, `Retry-After` and
     /// `Content-Type: application/json` are added unless the renderer set them.
@@ -445,6 +455,7 @@ impl<T> WxLoginBuilder<T> {
             wechat_request_timeout: self.wechat_request_timeout,
             wechat_deadline: self.wechat_deadline,
             wechat_attempts: self.wechat_attempts,
+            single_session: self.single_session,
         }
     }
 
@@ -525,8 +536,7 @@ impl<T> WxLoginBuilder<T> {
         let idle_refresh_ms = idle_timeout_ms
             .map(|ms| (ms / 10).clamp(100, 300_000).min(ms))
             .unwrap_or(0);
-        Ok(WxLogin {
-            shared: Arc::new(Shared {
+        let shared = Arc::new(Shared {
                 app_id,
                 app_secret,
                 token_source: self.token_source,
@@ -544,7 +554,22 @@ impl<T> WxLoginBuilder<T> {
                 hook: self.hook,
                 renderer: self.renderer,
                 body_limit: self.body_limit,
-            }),
-        })
+                single_session: self.single_session,
+        });
+        let weak = Arc::downgrade(&shared);
+        shared
+            .sessions
+            .store()
+            .watch_invalidations(Arc::new(move |inv: Invalidation| {
+                let Some(shared) = weak.upgrade() else {
+                    return false;
+                };
+                match inv {
+                    Invalidation::Sessions(ids) => shared.sessions.invalidate_store_ids(&ids),
+                    Invalidation::All => shared.sessions.invalidate_all(),
+                }
+                true
+            }));
+        Ok(WxLogin { shared })
     }
 }

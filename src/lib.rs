@@ -1,5 +1,5 @@
 #![doc = include_str!("../docs/crate.md")]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod error;

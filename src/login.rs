@@ -6,12 +6,14 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -188,7 +190,15 @@ where
             unionid: who.unionid.clone(),
             app_id: self.app_id.clone(),
         };
-        let data = (self.hook)(identity).await.map_err(|e| match e {
+        // A panicking hook is an app bug: answer 500 rather than drop the connection.
+        let hooked = AssertUnwindSafe((self.hook)(identity))
+            .catch_unwind()
+            .await
+            .map_err(|_| {
+                tracing::error!("wxlogin: the login hook panicked");
+                self.reject(ErrorCode::Misconfigured, "the server's login hook failed")
+            })?;
+        let data = hooked.map_err(|e| match e {
             LoginError::Refused(msg) => {
                 Rejection::new(ErrorCode::LoginRefused, msg).with_renderer(self.renderer.as_ref())
             }
@@ -223,6 +233,15 @@ where
                 .idle_timeout_ms
                 .map(|idle| now.saturating_add(idle).min(expires_at_ms)),
         };
+        if self.single_session {
+            self.revoke_user(&record.openid).await.map_err(|e| {
+                tracing::warn!(error = %e, "wxlogin: ending the user's other sessions failed");
+                self.reject(
+                    ErrorCode::StoreUnavailable,
+                    "the session store is unavailable; try again shortly",
+                )
+            })?;
+        }
         let (id, token) = self.keys.mint();
         let store_id = StoreId::of(&id);
         // Only a stored session yields a token: on any store failure the client gets 503.

@@ -48,6 +48,8 @@ type Flight<T> = Arc<OnceCell<Lookup<T>>>;
 pub(crate) struct SessionCache<T> {
     entries: Cache<SessionId, Arc<SessionState<T>>>,
     revoked: Cache<StoreId, ()>,
+    /// Finds the cached entry of a store id, for invalidations that name store ids.
+    by_store_id: Cache<StoreId, SessionId>,
     inflight: Mutex<HashMap<SessionId, Flight<T>>>,
     store: Arc<dyn SessionStore>,
     store_timeout: Duration,
@@ -83,10 +85,13 @@ where
             entries: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(UntilSessionEnd { ttl })
-                .support_invalidation_closures()
                 .build(),
             revoked: Cache::builder()
                 .max_capacity(capacity.max(1024))
+                .time_to_live(ttl)
+                .build(),
+            by_store_id: Cache::builder()
+                .max_capacity(capacity)
                 .time_to_live(ttl)
                 .build(),
             inflight: Mutex::new(HashMap::new()),
@@ -111,6 +116,7 @@ where
 
     /// Puts a session just created by a login in the cache.
     pub(crate) fn insert(&self, id: SessionId, state: Arc<SessionState<T>>) {
+        self.by_store_id.insert(state.core.store_id, id);
         self.entries.insert(id, state);
     }
 
@@ -121,21 +127,23 @@ where
         self.lock_inflight().remove(id);
     }
 
-    /// Drops the cached copies of sessions known by their store ids (revoke a user).
+    /// Drops the cached copies of sessions known by their store ids (a user's
+    /// revocation, or another instance's logout) and blocks reloading them.
     pub(crate) fn invalidate_store_ids(&self, ids: &[StoreId]) {
-        if ids.is_empty() {
-            return;
+        for store_id in ids {
+            self.revoked.insert(*store_id, ());
+            if let Some(id) = self.by_store_id.remove(store_id) {
+                self.entries.invalidate(&id);
+                self.lock_inflight().remove(&id);
+            }
         }
-        for id in ids {
-            self.revoked.insert(*id, ());
-        }
-        let set: std::collections::HashSet<StoreId> = ids.iter().copied().collect();
-        if let Err(e) = self
-            .entries
-            .invalidate_entries_if(move |_, v| set.contains(&v.core.store_id))
-        {
-            tracing::warn!(error = %e, "wxlogin: cannot invalidate cached sessions");
-        }
+    }
+
+    /// Drops every cached session: after invalidation messages may have been lost.
+    pub(crate) fn invalidate_all(&self) {
+        self.entries.invalidate_all();
+        self.by_store_id.invalidate_all();
+        self.lock_inflight().clear();
     }
 
     /// Drops the cached copy only (the session may still be valid in the store).
@@ -168,12 +176,14 @@ where
             .entry(id)
             .or_insert_with(|| Arc::new(OnceCell::new()))
             .clone();
-        let result = flight.get_or_init(|| self.load(id)).await.clone();
-        let mut inflight = self.lock_inflight();
-        if inflight.get(&id).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-            inflight.remove(&id);
-        }
-        result
+        // Removes the flight when done, and also if this caller is cancelled,
+        // so abandoned lookups leave nothing behind.
+        let _guard = FlightGuard {
+            cache: self,
+            id,
+            flight: &flight,
+        };
+        flight.get_or_init(|| self.load(id)).await.clone()
     }
 
     async fn load(&self, id: SessionId) -> Lookup<T> {
@@ -202,12 +212,34 @@ where
             return Ok(Found::Unknown);
         };
         let state = Arc::new(state);
-        self.entries.insert(id, state.clone());
+        self.insert(id, state.clone());
         Ok(Found::Live(state))
     }
 
     fn lock_inflight(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Flight<T>>> {
         self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct FlightGuard<'a, T> {
+    cache: &'a SessionCache<T>,
+    id: SessionId,
+    flight: &'a Flight<T>,
+}
+
+impl<T> Drop for FlightGuard<'_, T> {
+    fn drop(&mut self) {
+        let mut inflight = self
+            .cache
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if inflight
+            .get(&self.id)
+            .is_some_and(|f| Arc::ptr_eq(f, self.flight))
+        {
+            inflight.remove(&self.id);
+        }
     }
 }
 

@@ -9,13 +9,19 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 pub(crate) mod cache;
+pub mod codec;
 mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 
 pub use crate::session::SessionRecord;
 use crate::token::SessionId;
@@ -76,6 +82,20 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// Word from a shared store that cached sessions are no longer valid.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// These sessions were deleted or revoked (by any instance).
+    Sessions(Vec<StoreId>),
+    /// Messages may have been lost (the subscription dropped): forget every cached session.
+    All,
+}
+
+/// Where a store delivers [`Invalidation`]s; answers `false` once nobody
+/// listens any more (the store may then stop its subscription).
+pub type InvalidationSink = Arc<dyn Fn(Invalidation) -> bool + Send + Sync>;
+
 /// A place to keep sessions: in memory, Redis, or an app's own.
 ///
 /// Methods return boxed futures so stores can be used as `Arc<dyn SessionStore>`;
@@ -104,5 +124,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// configured token key, so that every instance accepts the same tokens.
     fn is_shared(&self) -> bool {
         false
+    }
+
+    /// Starts delivering invalidations published by other instances (a shared
+    /// store's logouts and revocations), so every instance's cache drops the
+    /// session within moments. Called once per [`WxLogin`](crate::WxLogin)
+    /// built on this store. Stores private to one process need not do anything.
+    fn watch_invalidations(&self, sink: InvalidationSink) {
+        let _ = sink;
     }
 }
