@@ -3,6 +3,7 @@
 //! `cargo bench --bench layer`. Every line drives an axum router in process
 //! with `ready().call()` on a current-thread runtime; compare each line with
 //! `bare` from the same run (machines here are shared and noisy).
+#![allow(missing_docs)]
 
 use std::time::Duration;
 
@@ -18,14 +19,25 @@ use wxlogin::{WxLogin, WxUser};
 const APP_ID: &str = "wxbench000000000";
 const SECRET: &str = "bench-secret";
 
+async fn call(app: &mut Router, req: Request<Body>) -> axum::response::Response {
+    ServiceExt::<Request<Body>>::ready(app)
+        .await
+        .unwrap()
+        .call(req)
+        .await
+        .unwrap()
+}
+
 async fn login(app: &mut Router, fake: &FakeWeChat, openid: &str) -> String {
     let code = fake.mint_code(openid);
     let req = Request::post("/wx/login")
         .body(Body::from(format!(r#"{{"code":"{code}"}}"#)))
         .unwrap();
-    let res = app.ready().await.unwrap().call(req).await.unwrap();
+    let res = call(app, req).await;
     assert_eq!(res.status(), 200);
-    let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+    let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+        .await
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     v["token"].as_str().unwrap().to_owned()
 }
@@ -81,7 +93,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("bare", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let res = bare.ready().await.unwrap().call(request(&token)).await.unwrap();
+                let res = call(&mut bare, request(&token)).await;
                 assert_eq!(res.status(), 200);
             })
         })
@@ -89,7 +101,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("layer_cache_hit_1k_sessions", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let res = app.ready().await.unwrap().call(request(&token)).await.unwrap();
+                let res = call(&mut app, request(&token)).await;
                 assert_eq!(res.status(), 200);
             })
         })
@@ -97,7 +109,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("layer_forged_token", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let res = app.ready().await.unwrap().call(request(&forged)).await.unwrap();
+                let res = call(&mut app, request(&forged)).await;
                 assert_eq!(res.status(), 401);
             })
         })

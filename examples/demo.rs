@@ -8,21 +8,38 @@
 //! | `WX_APPID`, `WX_SECRET` | real credentials; when set, the fake WeChat is not started |
 //! | `WX_API_BASE` | WeChat API base URL (default `https://api.weixin.qq.com`) |
 //! | `WXLOGIN_BIND` | listen address, default `127.0.0.1:3000` |
-//! | `WXLOGIN_REDIS_URL` | use the Redis store at this URL (not available in this build yet) |
+//! | `WXLOGIN_REDIS_URL` | use the Redis store at this URL (sessions shared by every demo process) |
 //! | `WXLOGIN_TOKEN_KEY` | token MAC key, hex |
 //! | `WXLOGIN_SESSION_TTL` | session lifetime in seconds |
 //!
-//! Routes: `POST /wx/login`, `POST /wx/logout`, `GET /api/me`.
+//! Routes: `POST /wx/login`, `POST /wx/logout`, `GET /api/me`, and, for
+//! what a session's `session_key` and the app's access token are for:
+//!
+//! - `GET /api/check`: asks WeChat whether the session's `session_key` is
+//!   still current (`/wxa/checksession`) → `{"valid": bool}`.
+//! - `POST /api/phone` with `{"code"}` from `<button open-type="getPhoneNumber">`
+//!   → the phone number (`phoneNumber`, `purePhoneNumber`, `countryCode`, `watermark`).
+//! - `POST /api/decrypt` with `{"encryptedData", "iv"}` (in a JSON body, so
+//!   base64 `+` survives) → the decrypted JSON; a stale `session_key` gives
+//!   400 with `"relogin": true`.
+//! - `POST /api/werun` with the `encryptedData` and `iv` of `wx.getWeRunData`
+//!   → the steps, read into a typed [`WeRun`].
+//!
+//! With the fake WeChat, `POST {fake}/_fake/wx.login` makes a login code and
+//! `POST {fake}/_fake/phone_code` a phone-number code (the log says how).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use wxlogin::mock::FakeWeChat;
-use wxlogin::{Identity, WxLogin, WxUser};
+use wxlogin::store::RedisStore;
+use wxlogin::{Identity, PhoneInfo, WeChatApiError, WxLogin, WxSession, WxUser};
 
 /// What the demo app keeps about a user: a number given at first login.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -44,8 +61,7 @@ fn fail(msg: &str) -> ! {
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
 
@@ -66,16 +82,19 @@ async fn main() {
                 fake_wechat = %base,
                 "demo: no WX_APPID/WX_SECRET, so using the built-in fake WeChat; get a login code with: curl -s -X POST {base}/_fake/wx.login -d '{{\"openid\":\"alice\"}}'"
             );
+            tracing::info!(
+                "demo: get a phone-number code for POST /api/phone (FakeWeChat::mint_phone_code) with: curl -s -X POST {base}/_fake/phone_code -d '{{\"phoneNumber\":\"13800138000\",\"countryCode\":\"86\"}}'"
+            );
             println!("fake wechat on {base}");
             _fake = Some(fake);
-            ("wxdemo0000000000".to_owned(), "demo-secret".to_owned(), base)
+            (
+                "wxdemo0000000000".to_owned(),
+                "demo-secret".to_owned(),
+                base,
+            )
         }
         _ => fail("set both WX_APPID and WX_SECRET, or neither (to use the fake WeChat)"),
     };
-
-    if env("WXLOGIN_REDIS_URL").is_some() {
-        fail("WXLOGIN_REDIS_URL is set, but this build has no Redis store yet");
-    }
 
     // The app's own "database": user numbers by openid.
     let users: Arc<Mutex<HashMap<String, DemoUser>>> = Arc::default();
@@ -86,6 +105,17 @@ async fn main() {
         .api_base(api_base);
     if let Some(key) = env("WXLOGIN_TOKEN_KEY") {
         builder = builder.token_key(key);
+    }
+    if let Some(url) = env("WXLOGIN_REDIS_URL") {
+        let store = RedisStore::connect(&url)
+            .await
+            .unwrap_or_else(|e| fail(&format!("cannot connect to Redis: {e}")));
+        tracing::info!("demo: sessions in Redis (shared by every instance)");
+        // Logouts reach other instances by pub/sub at once; the short cache
+        // TTL bounds staleness should a message be lost.
+        builder = builder.store(store).cache_ttl(Duration::from_secs(5));
+    } else {
+        tracing::info!("demo: sessions in memory (set WXLOGIN_REDIS_URL to share them)");
     }
     if let Some(ttl) = env("WXLOGIN_SESSION_TTL") {
         let secs: u64 = ttl
@@ -114,6 +144,10 @@ async fn main() {
 
     let app = Router::new()
         .route("/api/me", get(me))
+        .route("/api/check", get(check))
+        .route("/api/phone", post(phone))
+        .route("/api/decrypt", post(decrypt))
+        .route("/api/werun", post(werun))
         .layer(wx.layer())
         .route_service("/wx/login", wx.login_service())
         .route_service("/wx/logout", wx.logout_service());
@@ -124,7 +158,7 @@ async fn main() {
         .unwrap_or_else(|e| fail(&format!("cannot listen on {bind}: {e}")));
     let addr = listener.local_addr().expect("bound address");
     println!("listening on http://{addr}");
-    tracing::info!("demo: routes POST /wx/login, POST /wx/logout, GET /api/me");
+    tracing::info!("demo: routes POST /wx/login, POST /wx/logout, GET /api/me, GET /api/check, POST /api/phone, POST /api/decrypt, POST /api/werun");
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -140,4 +174,160 @@ async fn me(user: WxUser<DemoUser>) -> Json<serde_json::Value> {
         "user_id": user.user_id,
         "first_login_unix": user.first_login_unix,
     }))
+}
+
+/// An error in the crate's wire format `{"error","message","relogin"}`.
+fn error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    relogin: bool,
+) -> (StatusCode, Json<Value>) {
+    (
+        status,
+        Json(json!({ "error": code, "message": message, "relogin": relogin })),
+    )
+}
+
+/// A failed WeChat API call as a response (the message never holds a secret).
+fn api_error(e: &WeChatApiError) -> (StatusCode, Json<Value>) {
+    tracing::warn!(error = %e, "demo: WeChat API call failed");
+    match e {
+        WeChatApiError::SessionKeyInvalid => error(
+            StatusCode::UNAUTHORIZED,
+            "session_key_invalid",
+            &e.to_string(),
+            true,
+        ),
+        WeChatApiError::InvalidCode { .. } => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_phone_code",
+            "the phone-number code is invalid, expired or already used; ask the user again",
+            false,
+        ),
+        WeChatApiError::RateLimited { .. } => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            &e.to_string(),
+            false,
+        ),
+        WeChatApiError::Unavailable { .. } => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "wechat_unavailable",
+            &e.to_string(),
+            false,
+        ),
+        _ => error(
+            StatusCode::BAD_GATEWAY,
+            "wechat_refused",
+            &e.to_string(),
+            false,
+        ),
+    }
+}
+
+/// `GET /api/check`: is this session's `session_key` still the user's current one?
+async fn check(session: WxSession) -> (StatusCode, Json<Value>) {
+    match session.check_with_wechat().await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "valid": true }))),
+        // A newer wx.login replaced the key: decrypting new data needs a new login.
+        Err(WeChatApiError::SessionKeyInvalid) => (
+            StatusCode::OK,
+            Json(json!({ "valid": false, "relogin": true })),
+        ),
+        Err(e) => api_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct PhoneRequest {
+    code: String,
+}
+
+/// `POST /api/phone` with `{"code"}`: the user's phone number.
+async fn phone(
+    session: WxSession,
+    Json(req): Json<PhoneRequest>,
+) -> Result<Json<PhoneInfo>, (StatusCode, Json<Value>)> {
+    match session.phone_number(&req.code).await {
+        Ok(info) => {
+            tracing::info!(openid = %session.openid(), "demo: phone number read");
+            Ok(Json(info))
+        }
+        Err(e) => Err(api_error(&e)),
+    }
+}
+
+/// The body of `/api/decrypt` and `/api/werun`, as the mini program sends it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Encrypted {
+    encrypted_data: String,
+    iv: String,
+}
+
+/// A decryption failure: one answer for every stale-key case (telling them
+/// apart would help an attacker), the detail for malformed input.
+fn decrypt_error(e: &wxlogin::crypto::CryptoError) -> (StatusCode, Json<Value>) {
+    tracing::info!(error = %e, "demo: decryption failed");
+    if e.relogin() {
+        error(
+            StatusCode::BAD_REQUEST,
+            "decrypt_failed",
+            "the data does not decrypt with this session's session_key; call wx.login, log in again, then fetch the data again",
+            true,
+        )
+    } else {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &e.to_string(),
+            false,
+        )
+    }
+}
+
+/// `POST /api/decrypt` with `{"encryptedData","iv"}`: the decrypted JSON
+/// (watermark checked against this app).
+async fn decrypt(
+    session: WxSession,
+    Json(req): Json<Encrypted>,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    session
+        .decrypt::<Value>(&req.encrypted_data, &req.iv)
+        .map(Json)
+        .map_err(|e| decrypt_error(&e))
+}
+
+/// WeRun data (`wx.getWeRunData`): the user's steps of the last 30 days.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WeRun {
+    step_info_list: Vec<StepInfo>,
+}
+
+/// One day of WeRun steps.
+#[derive(Debug, Deserialize, Serialize)]
+struct StepInfo {
+    /// The day, as Unix seconds (midnight, China time).
+    timestamp: u64,
+    /// Steps walked that day.
+    step: u64,
+}
+
+/// `POST /api/werun` with the `encryptedData` and `iv` of `wx.getWeRunData`.
+async fn werun(
+    session: WxSession,
+    Json(req): Json<Encrypted>,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    let run: WeRun = session
+        .decrypt(&req.encrypted_data, &req.iv)
+        .map_err(|e| decrypt_error(&e))?;
+    let total: u64 = run.step_info_list.iter().map(|d| d.step).sum();
+    let latest = run.step_info_list.iter().max_by_key(|d| d.timestamp);
+    Ok(Json(json!({
+        "days": run.step_info_list.len(),
+        "total_steps": total,
+        "latest": latest,
+    })))
 }

@@ -17,7 +17,7 @@ use crate::session::Identity;
 use crate::store::cache::SessionCache;
 use crate::store::{Invalidation, MemoryStore, SessionStore, StoreError};
 use crate::token::{TokenKeys, MIN_KEY_LEN};
-use crate::wechat::{ClientConfig, WeChatClient};
+use crate::wechat::{ClientConfig, WeChatApi, WeChatClient};
 use crate::Secret;
 
 /// The default WeChat API base URL.
@@ -91,10 +91,13 @@ pub(crate) struct Shared<T> {
     pub(crate) keys: TokenKeys,
     pub(crate) sessions: SessionCache<T>,
     pub(crate) wechat: WeChatClient,
+    /// The APIs behind the access token (checksession, phone number).
+    pub(crate) api: Arc<WeChatApi>,
     pub(crate) hook: Hook<T>,
     pub(crate) renderer: Option<Renderer>,
     pub(crate) body_limit: usize,
     pub(crate) single_session: bool,
+    pub(crate) login_limit: crate::limit::LoginLimiter,
 }
 
 impl<T> Shared<T> {
@@ -231,6 +234,8 @@ pub struct WxLoginBuilder<T> {
     wechat_deadline: Duration,
     wechat_attempts: u32,
     single_session: bool,
+    login_concurrency: usize,
+    login_rate: u32,
 }
 
 impl<T> std::fmt::Debug for WxLoginBuilder<T> {
@@ -268,6 +273,8 @@ impl WxLoginBuilder<()> {
             wechat_deadline: Duration::from_secs(5),
             wechat_attempts: 3,
             single_session: false,
+            login_concurrency: 256,
+            login_rate: 500,
         }
     }
 }
@@ -314,7 +321,9 @@ impl<T> WxLoginBuilder<T> {
     }
 
     /// Ends sessions unused for this long (default: none). Use extends the
-    /// session with at most one store write per tenth of the timeout.
+    /// session with at most one store write per refresh interval (half the
+    /// timeout, at most 5 minutes), so a session ends between `idle` and
+    /// `idle` plus that interval after its last use, never sooner.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = Some(idle);
         self
@@ -387,6 +396,21 @@ impl<T> WxLoginBuilder<T> {
         self
     }
 
+    /// Caps code exchanges with WeChat in flight at once (default 256); a
+    /// login over the cap gets `429 rate_limited` at once rather than queuing.
+    pub fn login_concurrency(mut self, max: usize) -> Self {
+        self.login_concurrency = max;
+        self
+    }
+
+    /// Caps code exchanges per second (default 500, with a burst of as many;
+    /// 0 turns the cap off); over it a login gets `429 rate_limited` with
+    /// `Retry-After: 1`. It protects the app's WeChat quota from a flood.
+    pub fn login_rate(mut self, per_second: u32) -> Self {
+        self.login_rate = per_second;
+        self
+    }
+
     /// Re-renders every rejection (layer, extractors, login, logout) into the
     /// app's own envelope. `WWW-Authenticate`, `Retry-After` and
     /// `Content-Type: application/json` are added unless the renderer set them.
@@ -456,6 +480,8 @@ impl<T> WxLoginBuilder<T> {
             wechat_deadline: self.wechat_deadline,
             wechat_attempts: self.wechat_attempts,
             single_session: self.single_session,
+            login_concurrency: self.login_concurrency,
+            login_rate: self.login_rate,
         }
     }
 
@@ -495,6 +521,9 @@ impl<T> WxLoginBuilder<T> {
         if self.body_limit < 64 {
             return Err(invalid("body_limit", "must be at least 64 bytes"));
         }
+        if self.login_concurrency == 0 {
+            return Err(invalid("login_concurrency", "must be at least 1"));
+        }
         if self.wechat_attempts == 0 {
             return Err(invalid("wechat_attempts", "must be at least 1"));
         }
@@ -532,29 +561,41 @@ impl<T> WxLoginBuilder<T> {
             max_reply_bytes: 64 * 1024,
         })
         .map_err(|e| BuildError::HttpClient(e.without_url().to_string()))?;
+        // Lazy: the access token is fetched on the first API call, never at login.
+        let api = Arc::new(WeChatApi::new(
+            wechat.clone(),
+            app_id.clone(),
+            app_secret.clone(),
+            store.clone(),
+            self.store_timeout,
+        ));
         let idle_timeout_ms = self.idle_timeout.map(|d| d.as_millis().max(1) as u64);
+        // A session ends between `idle` and `idle + refresh` after its last
+        // use, and costs one store write per refresh interval while in use.
         let idle_refresh_ms = idle_timeout_ms
-            .map(|ms| (ms / 10).clamp(100, 300_000).min(ms))
+            .map(|ms| (ms / 2).clamp(1, 300_000))
             .unwrap_or(0);
         let shared = Arc::new(Shared {
-                app_id,
-                app_secret,
-                token_source: self.token_source,
-                session_ttl: self.session_ttl,
-                idle_timeout_ms,
-                idle_refresh_ms,
-                keys,
-                sessions: SessionCache::new(
-                    store,
-                    self.cache_capacity,
-                    self.cache_ttl,
-                    self.store_timeout,
-                ),
-                wechat,
-                hook: self.hook,
-                renderer: self.renderer,
-                body_limit: self.body_limit,
-                single_session: self.single_session,
+            app_id,
+            app_secret,
+            token_source: self.token_source,
+            session_ttl: self.session_ttl,
+            idle_timeout_ms,
+            idle_refresh_ms,
+            keys,
+            sessions: SessionCache::new(
+                store,
+                self.cache_capacity,
+                self.cache_ttl,
+                self.store_timeout,
+            ),
+            wechat,
+            api,
+            hook: self.hook,
+            renderer: self.renderer,
+            body_limit: self.body_limit,
+            single_session: self.single_session,
+            login_limit: crate::limit::LoginLimiter::new(self.login_concurrency, self.login_rate),
         });
         let weak = Arc::downgrade(&shared);
         shared

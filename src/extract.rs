@@ -10,10 +10,13 @@ use std::time::SystemTime;
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
+use serde::de::DeserializeOwned;
 
+use crate::crypto::{self, CryptoError};
 use crate::error::{ErrorCode, Rejection};
 use crate::layer::AuthState;
 use crate::session::{ms_to_system_time, ErasedSession, SessionState};
+use crate::wechat::{PhoneInfo, WeChatApi, WeChatApiError};
 use crate::Secret;
 
 fn missing_layer(what: &'static str) -> Rejection {
@@ -142,7 +145,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Rejection> {
         match state_of(parts) {
-            Some(AuthState::Authenticated(s)) => downcast(s),
+            Some(AuthState::Authenticated(s, _)) => downcast(s),
             Some(AuthState::Rejected(r)) => Err(r.clone()),
             None => Err(missing_layer("WxUser")),
         }
@@ -160,7 +163,7 @@ where
     /// the client logs in again rather than silently browsing anonymously.
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Rejection> {
         match state_of(parts) {
-            Some(AuthState::Authenticated(s)) => downcast(s).map(Some),
+            Some(AuthState::Authenticated(s, _)) => downcast(s).map(Some),
             Some(AuthState::Rejected(r)) if r.code() == ErrorCode::MissingToken => Ok(None),
             Some(AuthState::Rejected(r)) => Err(r.clone()),
             None => Err(missing_layer("WxUser")),
@@ -184,6 +187,7 @@ where
 #[derive(Clone)]
 pub struct WxSession {
     state: Arc<dyn ErasedSession>,
+    api: Arc<WeChatApi>,
 }
 
 impl fmt::Debug for WxSession {
@@ -215,6 +219,72 @@ impl WxSession {
     pub fn session_key(&self) -> &Secret {
         &self.state.core().session_key
     }
+
+    /// Decrypts a mini program's `encryptedData` with this session's
+    /// `session_key` and checks that its `watermark.appid` is this app's;
+    /// see [`crypto::decrypt_json`].
+    ///
+    /// When [`CryptoError::relogin`] is true the data was most likely
+    /// encrypted under a newer `session_key` (the client ran `wx.login`
+    /// since this session's login): tell the client to log in again.
+    ///
+    /// ```
+    /// use axum::{http::StatusCode, Json};
+    /// use serde::Deserialize;
+    /// use serde_json::{json, Value};
+    /// use wxlogin::WxSession;
+    ///
+    /// #[derive(Deserialize)]
+    /// #[serde(rename_all = "camelCase")]
+    /// struct Encrypted { encrypted_data: String, iv: String }
+    ///
+    /// async fn decrypt(session: WxSession, Json(body): Json<Encrypted>) -> (StatusCode, Json<Value>) {
+    ///     match session.decrypt::<Value>(&body.encrypted_data, &body.iv) {
+    ///         Ok(data) => (StatusCode::OK, Json(data)),
+    ///         Err(e) => (StatusCode::BAD_REQUEST, Json(json!({ "relogin": e.relogin() }))),
+    ///     }
+    /// }
+    /// ```
+    pub fn decrypt<T: DeserializeOwned>(
+        &self,
+        encrypted_data: &str,
+        iv: &str,
+    ) -> Result<T, CryptoError> {
+        crypto::decrypt_json(
+            self.session_key().expose(),
+            encrypted_data,
+            iv,
+            self.app_id(),
+        )
+    }
+
+    /// Checks a `rawData` signature against this session's `session_key`
+    /// in constant time; see [`crypto::verify_raw_data`].
+    pub fn verify_raw_data(&self, raw_data: &str, signature: &str) -> bool {
+        crypto::verify_raw_data(raw_data, signature, self.session_key().expose())
+    }
+}
+
+/// WeChat's server APIs for this session's user (they use the app's
+/// access token, fetched on first use and shared by every request).
+impl WxSession {
+    /// Asks WeChat whether this session's `session_key` is still the user's
+    /// current one (`/wxa/checksession`). A newer `wx.login()` (on this or
+    /// another device) replaces the key: then this answers
+    /// [`WeChatApiError::SessionKeyInvalid`] and `encryptedData` made since
+    /// will not decrypt with this session; the client should log in again.
+    pub async fn check_with_wechat(&self) -> Result<(), WeChatApiError> {
+        self.api
+            .check_session_key(self.openid(), self.session_key())
+            .await
+    }
+
+    /// The phone number behind a code from `<button open-type="getPhoneNumber">`
+    /// (`e.detail.code`: single use, valid five minutes); see
+    /// [`WxLogin::phone_number`](crate::WxLogin::phone_number).
+    pub async fn phone_number(&self, code: &str) -> Result<PhoneInfo, WeChatApiError> {
+        self.api.phone_number(code).await
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WxSession {
@@ -222,7 +292,10 @@ impl<S: Send + Sync> FromRequestParts<S> for WxSession {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Rejection> {
         match state_of(parts) {
-            Some(AuthState::Authenticated(s)) => Ok(WxSession { state: s.clone() }),
+            Some(AuthState::Authenticated(s, api)) => Ok(WxSession {
+                state: s.clone(),
+                api: api.clone(),
+            }),
             Some(AuthState::Rejected(r)) => Err(r.clone()),
             None => Err(missing_layer("WxSession")),
         }

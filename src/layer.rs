@@ -29,8 +29,8 @@ use crate::token::SessionId;
 /// What the layer learned about a request, in its extensions.
 #[derive(Clone)]
 pub(crate) enum AuthState {
-    /// A live session.
-    Authenticated(Arc<dyn ErasedSession>),
+    /// A live session, and the WeChat APIs [`WxSession`](crate::WxSession) calls.
+    Authenticated(Arc<dyn ErasedSession>, Arc<crate::wechat::WeChatApi>),
     /// No token, or one that failed (optional mode only): the extractors answer it.
     Rejected(Rejection),
 }
@@ -175,8 +175,17 @@ where
             return;
         };
         let current = state.core.idle_expires_at_ms.load(Ordering::Relaxed);
-        let target = now.saturating_add(idle_ms).min(state.core.expires_at_ms);
-        if target < current.saturating_add(self.idle_refresh_ms) {
+        // Still at least `idle` ahead: nothing to write.
+        if now.saturating_add(idle_ms) <= current {
+            return;
+        }
+        // Jump a refresh interval past the minimum, so the next write is one
+        // interval away however often the session is used.
+        let target = now
+            .saturating_add(idle_ms)
+            .saturating_add(self.idle_refresh_ms)
+            .min(state.core.expires_at_ms);
+        if target <= current {
             return;
         }
         if state
@@ -301,7 +310,8 @@ where
             match shared.freshness(&state, now) {
                 Freshness::Live => {
                     shared.touch_on_use(&state, now);
-                    req.extensions_mut().insert(AuthState::Authenticated(state));
+                    req.extensions_mut()
+                        .insert(AuthState::Authenticated(state, shared.api.clone()));
                     return ResponseFuture {
                         kind: Kind::Inner {
                             fut: self.inner.call(req),
@@ -330,7 +340,8 @@ where
                 fut: Box::pin(async move {
                     match shared.resolve_slow(id).await {
                         Ok(state) => {
-                            req.extensions_mut().insert(AuthState::Authenticated(state));
+                            req.extensions_mut()
+                                .insert(AuthState::Authenticated(state, shared.api.clone()));
                         }
                         Err(rej) if optional => {
                             req.extensions_mut().insert(AuthState::Rejected(rej));

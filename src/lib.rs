@@ -2,9 +2,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
+pub mod crypto;
 mod error;
 mod extract;
 mod layer;
+mod limit;
 mod login;
 mod secret;
 mod session;
@@ -22,3 +24,4 @@ pub use layer::{ResponseFuture, WxLoginLayer, WxLoginService};
 pub use login::{LoginService, LogoutService, RouteFuture};
 pub use secret::Secret;
 pub use session::{Identity, SessionRecord};
+pub use wechat::{PhoneInfo, Watermark, WeChatApiError};

@@ -52,7 +52,7 @@ pub struct LoginService<T> {
     shared: Arc<Shared<T>>,
 }
 
-/// The logout route: `POST` (or `DELETE`) with the session token → 204.
+/// The logout route: `POST` with the session token → 204.
 ///
 /// The session is deleted from the store and the cache at once; the user's
 /// other sessions keep working. Made by [`WxLogin::logout_service`](crate::WxLogin::logout_service).
@@ -176,6 +176,14 @@ where
         let body = self.read_body(req).await?;
         let code = self.parse_code(&body)?;
 
+        let _permit = self.login_limit.admit().map_err(|why| {
+            tracing::warn!(limit = ?why, "wxlogin: login over the server's limit");
+            self.reject(
+                ErrorCode::RateLimited,
+                "too many logins at once; retry in a moment",
+            )
+            .with_retry_after(1)
+        })?;
         let started = Instant::now();
         let exchanged = self
             .wechat
@@ -229,9 +237,11 @@ where
             data: data_json,
             created_at_ms: now,
             expires_at_ms,
-            idle_expires_at_ms: self
-                .idle_timeout_ms
-                .map(|idle| now.saturating_add(idle).min(expires_at_ms)),
+            idle_expires_at_ms: self.idle_timeout_ms.map(|idle| {
+                now.saturating_add(idle)
+                    .saturating_add(self.idle_refresh_ms)
+                    .min(expires_at_ms)
+            }),
         };
         if self.single_session {
             self.revoke_user(&record.openid).await.map_err(|e| {
@@ -373,7 +383,7 @@ where
     }
 
     async fn logout<B>(&self, req: Request<B>) -> Result<(), Rejection> {
-        if req.method() != Method::POST && req.method() != Method::DELETE {
+        if req.method() != Method::POST {
             return Err(self
                 .reject(ErrorCode::BadRequest, "log out with POST")
                 .with_status(StatusCode::METHOD_NOT_ALLOWED));

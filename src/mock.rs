@@ -15,9 +15,20 @@
 //! connections), slow every reply down with [`FakeWeChat::set_latency`], and
 //! count the calls that reached it with [`FakeWeChat::code2session_calls`].
 //!
+//! The APIs behind the access token behave like WeChat's too:
+//! `POST /cgi-bin/stable_token` (JSON body; normal mode hands out the same
+//! token while it is valid; [`FakeWeChat::set_access_token_lifetime`],
+//! [`FakeWeChat::expire_access_tokens`], [`FakeWeChat::stable_token_calls`]),
+//! `GET /wxa/checksession` (40001 for a bad access token, 87009 unless the
+//! signature is the HMAC of the user's *current* `session_key`) and
+//! `POST /wxa/business/getuserphonenumber` (codes from
+//! [`FakeWeChat::mint_phone_code`], single use: 40029 on reuse).
+//!
 //! For curl users and the demo it also serves `POST /_fake/wx.login` with a
 //! JSON body `{"openid": "...", "unionid": "..."}` (both optional; a random
-//! openid is made up when none is given), answering `{"code": "..."}`.
+//! openid is made up when none is given), answering `{"code": "..."}`, and
+//! `POST /_fake/phone_code` with `{"phoneNumber": "...", "countryCode": "86"}`
+//! (both optional), answering a phone-number code as `{"code": "..."}`.
 //!
 //! ```
 //! use wxlogin::mock::{FakeReply, FakeWeChat};
@@ -70,6 +81,13 @@ use tokio::sync::watch;
 /// [`FakeWeChat::set_code_lifetime`]: five minutes, like WeChat's.
 pub const CODE_LIFETIME: Duration = Duration::from_secs(5 * 60);
 
+/// How long an access token from `/cgi-bin/stable_token` lives unless
+/// changed with [`FakeWeChat::set_access_token_lifetime`]: two hours, like WeChat's.
+pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
+
+/// How long a phone-number code stays valid: five minutes, like WeChat's.
+pub const PHONE_CODE_LIFETIME: Duration = Duration::from_secs(5 * 60);
+
 /// Largest body accepted by `POST /_fake/wx.login`.
 const MAX_LOGIN_BODY: usize = 16 * 1024;
 
@@ -100,6 +118,9 @@ struct Shared {
     app_secret: String,
     addr: SocketAddr,
     calls: AtomicUsize,
+    stable_token_calls: AtomicUsize,
+    checksession_calls: AtomicUsize,
+    phone_number_calls: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -110,6 +131,20 @@ struct State {
     replies: VecDeque<FakeReply>,
     latency: Duration,
     code_lifetime: Duration,
+    /// Every access token still valid, and when it ends.
+    access_tokens: HashMap<String, Instant>,
+    /// The newest access token, handed out again in normal mode.
+    current_access_token: Option<String>,
+    access_token_lifetime: Duration,
+    phone_codes: HashMap<String, PhoneCode>,
+}
+
+struct PhoneCode {
+    phone_number: String,
+    country_code: String,
+    country_code_as_number: bool,
+    expires: Instant,
+    used: bool,
 }
 
 struct MintedCode {
@@ -156,12 +191,19 @@ impl FakeWeChat {
             app_secret: app_secret.into(),
             addr: listener.local_addr()?,
             calls: AtomicUsize::new(0),
+            stable_token_calls: AtomicUsize::new(0),
+            checksession_calls: AtomicUsize::new(0),
+            phone_number_calls: AtomicUsize::new(0),
             state: Mutex::new(State {
                 codes: HashMap::new(),
                 session_keys: HashMap::new(),
                 replies: VecDeque::new(),
                 latency: Duration::ZERO,
                 code_lifetime: CODE_LIFETIME,
+                access_tokens: HashMap::new(),
+                current_access_token: None,
+                access_token_lifetime: ACCESS_TOKEN_LIFETIME,
+                phone_codes: HashMap::new(),
             }),
         });
         let (stop, stopped) = watch::channel(false);
@@ -229,6 +271,54 @@ impl FakeWeChat {
         self.shared().calls.load(Ordering::SeqCst)
     }
 
+    /// How many `/cgi-bin/stable_token` requests reached the fake.
+    pub fn stable_token_calls(&self) -> usize {
+        self.shared().stable_token_calls.load(Ordering::SeqCst)
+    }
+
+    /// How many `/wxa/checksession` requests reached the fake.
+    pub fn checksession_calls(&self) -> usize {
+        self.shared().checksession_calls.load(Ordering::SeqCst)
+    }
+
+    /// How many `/wxa/business/getuserphonenumber` requests reached the fake.
+    pub fn phone_number_calls(&self) -> usize {
+        self.shared().phone_number_calls.load(Ordering::SeqCst)
+    }
+
+    /// How long access tokens issued from now on live (default
+    /// [`ACCESS_TOKEN_LIFETIME`]; at least one second). `stable_token`
+    /// reports it in whole seconds as `expires_in`.
+    pub fn set_access_token_lifetime(&self, lifetime: Duration) {
+        self.shared().state().access_token_lifetime = lifetime.max(Duration::from_secs(1));
+    }
+
+    /// Ends every access token at once, as if they had expired: the next
+    /// API call with one gets `40001`, and the next `stable_token` call
+    /// issues a new token.
+    pub fn expire_access_tokens(&self) {
+        let mut state = self.shared().state();
+        state.access_tokens.clear();
+        state.current_access_token = None;
+    }
+
+    /// A phone-number code, as `<button open-type="getPhoneNumber">` gives
+    /// the mini program (`e.detail.code`): single use, valid for
+    /// [`PHONE_CODE_LIFETIME`]. `getuserphonenumber` answers it with this
+    /// number (`purePhoneNumber`; `phoneNumber` adds `+<country code>`
+    /// outside China) and `countryCode` as a JSON string, like `"86"`.
+    pub fn mint_phone_code(&self, phone_number: &str, country_code: &str) -> String {
+        self.shared()
+            .mint_phone_code(phone_number, country_code, false)
+    }
+
+    /// Like [`FakeWeChat::mint_phone_code`], with `countryCode` sent as a
+    /// bare JSON number (`86`), as in WeChat's own example reply.
+    pub fn mint_phone_code_numeric(&self, phone_number: &str, country_code: u32) -> String {
+        self.shared()
+            .mint_phone_code(phone_number, &country_code.to_string(), true)
+    }
+
     /// Stops the server: the port stops accepting and open connections are
     /// closed. Dropping the last clone does the same.
     pub fn shutdown(&self) {
@@ -251,6 +341,36 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn mint_phone_code(&self, phone_number: &str, country_code: &str, as_number: bool) -> String {
+        // Shaped like WeChat's: 64 hex digits.
+        let code = hex(&random_bytes::<32>());
+        let now = Instant::now();
+        let mut state = self.state();
+        state.phone_codes.retain(|_, minted| minted.expires > now);
+        state.phone_codes.insert(
+            code.clone(),
+            PhoneCode {
+                phone_number: phone_number.to_owned(),
+                country_code: country_code.to_owned(),
+                country_code_as_number: as_number,
+                expires: now + PHONE_CODE_LIFETIME,
+                used: false,
+            },
+        );
+        code
+    }
+
+    /// Whether WeChat would accept this access token now.
+    fn access_token_valid(&self, token: Option<&str>) -> bool {
+        let Some(token) = token else {
+            return false;
+        };
+        self.state()
+            .access_tokens
+            .get(token)
+            .is_some_and(|expires| *expires > Instant::now())
     }
 
     fn mint(&self, openid: &str, unionid: Option<&str>) -> String {
@@ -332,7 +452,14 @@ async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Reply {
             let query = req.uri().query().unwrap_or("").to_owned();
             jscode2session(&shared, &query).await
         }
+        (_, "/cgi-bin/stable_token") => Ok(stable_token(&shared, req).await),
+        (_, "/wxa/checksession") => {
+            let query = req.uri().query().unwrap_or("").to_owned();
+            Ok(checksession(&shared, &query))
+        }
+        (_, "/wxa/business/getuserphonenumber") => Ok(phone_number(&shared, req).await),
         (&Method::POST, "/_fake/wx.login") => Ok(wx_login(&shared, req).await),
+        (&Method::POST, "/_fake/phone_code") => Ok(fake_phone_code(&shared, req).await),
         _ => Ok(respond(
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -419,6 +546,220 @@ fn exchange(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
     respond(StatusCode::OK, "text/plain", body.to_string())
 }
 
+/// Reads a small request body as JSON; `None` if it is unreadable, too long or not JSON.
+async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Option<T> {
+    let body = Limited::new(req.into_body(), MAX_LOGIN_BODY)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    serde_json::from_slice(&body).ok()
+}
+
+/// A successful reply of the newer APIs: HTTP 200, JSON.
+fn wechat_ok(mut body: serde_json::Value) -> Response<Full<Bytes>> {
+    body["errcode"] = json!(0);
+    body["errmsg"] = json!("ok");
+    respond(
+        StatusCode::OK,
+        "application/json; encoding=utf-8",
+        body.to_string(),
+    )
+}
+
+/// `POST /cgi-bin/stable_token`: the app's access token. Normal mode hands
+/// out the current token until its last stretch (the last five minutes,
+/// or half its lifetime if that is shorter), then a new one, the old one
+/// staying valid until it ends; `force_refresh` ends every older token.
+async fn stable_token(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    #[derive(serde::Deserialize)]
+    struct TokenRequest {
+        grant_type: Option<String>,
+        appid: Option<String>,
+        secret: Option<String>,
+        #[serde(default)]
+        force_refresh: bool,
+    }
+    shared.stable_token_calls.fetch_add(1, Ordering::SeqCst);
+    if req.method() != Method::POST {
+        return wechat_error(43002, false);
+    }
+    let Some(request) = json_body::<TokenRequest>(req).await else {
+        return wechat_error(47001, false);
+    };
+    let filled = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    match filled(&request.appid) {
+        None => return wechat_error(41002, false),
+        Some(appid) if appid != shared.app_id => return wechat_error(40013, false),
+        Some(_) => {}
+    }
+    match filled(&request.secret) {
+        None => return wechat_error(41004, false),
+        Some(secret) if secret != shared.app_secret => return wechat_error(40125, false),
+        Some(_) => {}
+    }
+    if request.grant_type.as_deref() != Some("client_credential") {
+        return wechat_error(40002, false);
+    }
+
+    let now = Instant::now();
+    let mut state = shared.state();
+    let lifetime = state.access_token_lifetime;
+    let last_stretch = (lifetime / 2).min(Duration::from_secs(5 * 60));
+    state.access_tokens.retain(|_, expires| *expires > now);
+    if request.force_refresh {
+        state.access_tokens.clear();
+        state.current_access_token = None;
+    }
+    let current = state.current_access_token.as_ref().and_then(|token| {
+        let expires = *state.access_tokens.get(token)?;
+        let remaining = expires - now;
+        (remaining > last_stretch).then(|| (token.clone(), remaining))
+    });
+    let (token, remaining) = match current {
+        Some(current) => current,
+        None => {
+            let token = URL_SAFE_NO_PAD.encode(random_bytes::<96>());
+            state.access_tokens.insert(token.clone(), now + lifetime);
+            state.current_access_token = Some(token.clone());
+            (token, lifetime)
+        }
+    };
+    drop(state);
+    let expires_in = remaining.as_secs().max(1);
+    respond(
+        StatusCode::OK,
+        "application/json; encoding=utf-8",
+        json!({ "access_token": token, "expires_in": expires_in }).to_string(),
+    )
+}
+
+/// `GET /wxa/checksession`: whether `signature` is the HMAC of the user's
+/// current session_key (40001 for a bad access token, 87009 otherwise).
+fn checksession(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
+    shared.checksession_calls.fetch_add(1, Ordering::SeqCst);
+    let params = parse_query(query);
+    let param = |name: &str| {
+        params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    if !shared.access_token_valid(param("access_token")) {
+        return wechat_error(40001, false);
+    }
+    if param("sig_method") != Some("hmac_sha256") {
+        return wechat_error(87008, false);
+    }
+    let (Some(openid), Some(signature)) = (param("openid"), param("signature")) else {
+        return wechat_error(40097, false);
+    };
+    let Some(session_key) = shared.state().session_keys.get(openid).cloned() else {
+        return wechat_error(87009, false);
+    };
+    if crate::crypto::session_signature(&session_key) != signature {
+        return wechat_error(87009, false);
+    }
+    wechat_ok(json!({}))
+}
+
+/// `POST /wxa/business/getuserphonenumber?access_token=...` with `{"code"}`:
+/// the number behind a minted phone code, once (40029 after that).
+async fn phone_number(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    #[derive(serde::Deserialize)]
+    struct PhoneRequest {
+        code: Option<String>,
+    }
+    shared.phone_number_calls.fetch_add(1, Ordering::SeqCst);
+    if req.method() != Method::POST {
+        return wechat_error(43002, false);
+    }
+    let params = parse_query(req.uri().query().unwrap_or(""));
+    if !shared.access_token_valid(params.get("access_token").map(String::as_str)) {
+        return wechat_error(40001, false);
+    }
+    let Some(request) = json_body::<PhoneRequest>(req).await else {
+        return wechat_error(47001, false);
+    };
+    let Some(code) = request.code.filter(|c| !c.is_empty()) else {
+        return wechat_error(40029, false);
+    };
+    let mut state = shared.state();
+    let minted = match state.phone_codes.get_mut(&code) {
+        Some(minted) if !minted.used && minted.expires > Instant::now() => minted,
+        _ => return wechat_error(40029, false),
+    };
+    minted.used = true;
+    let pure = minted.phone_number.clone();
+    let country_code = minted.country_code.clone();
+    let as_number = minted.country_code_as_number;
+    drop(state);
+    let full = if country_code == "86" {
+        pure.clone()
+    } else {
+        format!("+{country_code}{pure}")
+    };
+    let country = match country_code.parse::<u64>() {
+        Ok(n) if as_number => json!(n),
+        _ => json!(country_code),
+    };
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    wechat_ok(json!({
+        "phone_info": {
+            "phoneNumber": full,
+            "purePhoneNumber": pure,
+            "countryCode": country,
+            "watermark": { "timestamp": timestamp, "appid": shared.app_id },
+        }
+    }))
+}
+
+/// `POST /_fake/phone_code` with `{"phoneNumber": "...", "countryCode": "86"}`
+/// (both optional): mints a phone-number code like the mini program's
+/// `getPhoneNumber` button, answering `{"code": "..."}`.
+async fn fake_phone_code(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct PhoneCodeRequest {
+        phone_number: Option<String>,
+        country_code: Option<String>,
+    }
+    let empty = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .is_some_and(|len| len == "0");
+    let request = if empty {
+        Some(PhoneCodeRequest::default())
+    } else {
+        json_body::<PhoneCodeRequest>(req).await
+    };
+    let Some(request) = request else {
+        return respond(
+            StatusCode::BAD_REQUEST,
+            "application/json",
+            json!({ "error": r#"expected JSON {"phoneNumber": "...", "countryCode": "86"}, both optional"# })
+                .to_string(),
+        );
+    };
+    let phone = request
+        .phone_number
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "13800138000".to_owned());
+    let country = request
+        .country_code
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "86".to_owned());
+    let code = shared.mint_phone_code(&phone, &country, false);
+    respond(
+        StatusCode::OK,
+        "application/json",
+        json!({ "code": code }).to_string(),
+    )
+}
+
 /// `POST /_fake/wx.login`: mints a code like `wx.login()` in the mini program.
 async fn wx_login(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     #[derive(serde::Deserialize, Default)]
@@ -471,6 +812,7 @@ fn errmsg(errcode: i64) -> &'static str {
     match errcode {
         -1 => "system error",
         0 => "ok",
+        40001 => "invalid credential, access_token is invalid or not latest",
         40002 => "invalid grant_type",
         40013 => "invalid appid",
         40029 => "invalid code",
@@ -481,6 +823,11 @@ fn errmsg(errcode: i64) -> &'static str {
         41002 => "appid missing",
         41004 => "appsecret missing",
         41008 => "missing code",
+        40097 => "invalid args",
+        43002 => "require POST method",
+        47001 => "data format error",
+        87008 => "invalid sig_method",
+        87009 => "invalid signature",
         45011 => "api minute-quota reach limit  mustslower  retry next minute",
         _ => "unknown error",
     }

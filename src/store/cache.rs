@@ -183,7 +183,17 @@ where
             id,
             flight: &flight,
         };
-        flight.get_or_init(|| self.load(id)).await.clone()
+        // Check the cache again inside the flight: a caller that missed just
+        // before the previous flight finished (and was removed) must not load again.
+        flight
+            .get_or_init(|| async {
+                match self.entries.get(&id) {
+                    Some(hit) => Ok(Found::Live(hit)),
+                    None => self.load(id).await,
+                }
+            })
+            .await
+            .clone()
     }
 
     async fn load(&self, id: SessionId) -> Lookup<T> {

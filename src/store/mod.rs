@@ -18,10 +18,12 @@ pub mod codec;
 mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod shared_token;
 
-pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+pub use memory::MemoryStore;
+pub use shared_token::{AccessTokenCache, SharedAccessToken};
 
 pub use crate::session::SessionRecord;
 use crate::token::SessionId;
@@ -132,5 +134,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// built on this store. Stores private to one process need not do anything.
     fn watch_invalidations(&self, sink: InvalidationSink) {
         let _ = sink;
+    }
+
+    /// Where instances share the WeChat access token, if this store can
+    /// (default: nowhere; each instance then fetches and caches its own).
+    /// A shared store should offer one, so that its instances fetch the
+    /// token once between them.
+    fn access_token_cache(&self) -> Option<&dyn AccessTokenCache> {
+        None
     }
 }

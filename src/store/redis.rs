@@ -7,6 +7,8 @@
 //! | `wxlogin:s:{<store id hex>}` | string | the [compact record](super::codec) | at the session's end (`PXAT`), moved by idle extension |
 //! | `wxlogin:u:{<openid>}` | sorted set | the user's store ids, scored by their end | at the latest end among them |
 //! | channel `wxlogin:revoked` | pub/sub | comma-separated store ids, or `*` | |
+//! | `wxlogin:at:{<appid>}` | string | the shared WeChat access token, `<obtained ms>:<expires ms>:<token>` | with the token (`PXAT`) |
+//! | `wxlogin:at:{<appid>}:lock` | string | the refreshing instance's random id (`SET NX PX`) | after a fetch's deadline plus 2 s |
 //!
 //! Every command touches one key, so the store works on Redis Cluster; the
 //! braces are hash tags that keep each key's slot explicit.
@@ -21,8 +23,10 @@ use redis::{AsyncCommands as _, Script};
 
 use super::codec::IDLE_OFFSET;
 use super::{
-    Invalidation, InvalidationSink, SessionRecord, SessionStore, StoreError, StoreFuture, StoreId,
+    AccessTokenCache, Invalidation, InvalidationSink, SessionRecord, SessionStore,
+    SharedAccessToken, StoreError, StoreFuture, StoreId,
 };
+use crate::Secret;
 
 /// The `redis` client crate, re-exported for apps that need to name its types.
 pub use ::redis as client;
@@ -225,8 +229,7 @@ impl SessionStore for RedisStore {
     fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
         Box::pin(async move {
             let key = self.session_key(id);
-            let bytes: Option<Vec<u8>> =
-                on_conn!(self.conn, |c| c.get(&key).await).map_err(err)?;
+            let bytes: Option<Vec<u8>> = on_conn!(self.conn, |c| c.get(&key).await).map_err(err)?;
             bytes.map(|b| SessionRecord::decode(&b)).transpose()
         })
     }
@@ -260,15 +263,25 @@ impl SessionStore for RedisStore {
         Box::pin(async move {
             let members: Vec<String> =
                 on_conn!(self.conn, |c| c.zrange(&index, 0, -1).await).map_err(err)?;
-            let ids: Vec<StoreId> = members.iter().filter_map(|m| parse_id(m)).collect();
-            // One key per command, so this works across cluster slots.
-            for id in &ids {
-                let key = self.session_key(*id);
-                let _: i64 = on_conn!(self.conn, |c| c.del(&key).await).map_err(err)?;
+            let listed: Vec<StoreId> = members.iter().filter_map(|m| parse_id(m)).collect();
+            // One key per command, so this works across cluster slots. The
+            // index may still list sessions already logged out or ended:
+            // return only those this call deleted.
+            let mut ids = Vec::with_capacity(listed.len());
+            for id in listed {
+                let key = self.session_key(id);
+                let n: i64 = on_conn!(self.conn, |c| c.del(&key).await).map_err(err)?;
+                if n > 0 {
+                    ids.push(id);
+                }
             }
             let _: i64 = on_conn!(self.conn, |c| c.del(&index).await).map_err(err)?;
             if !ids.is_empty() {
-                let msg = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+                let msg = ids
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",");
                 self.publish(msg).await?;
             }
             Ok(ids)
@@ -279,12 +292,136 @@ impl SessionStore for RedisStore {
         true
     }
 
+    fn access_token_cache(&self) -> Option<&dyn AccessTokenCache> {
+        Some(self)
+    }
+
     fn watch_invalidations(&self, sink: InvalidationSink) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("wxlogin: no Tokio runtime; cross-instance invalidation is off (cache TTL still bounds staleness)");
             return;
         };
         rt.spawn(subscribe(self.pubsub.clone(), self.channel(), sink));
+    }
+}
+
+/// Deletes the shared access token if it is still the given one.
+/// The value is `<obtained ms>:<expires ms>:<token>`.
+const DISCARD_TOKEN: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and string.match(v, '^%d+:%d+:(.*)$') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Deletes the refresh lock if the caller still owns it.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+impl RedisStore {
+    /// The key of the shared WeChat access token of an app:
+    /// `<prefix>:at:{<appid>}`, holding `<obtained ms>:<expires ms>:<token>`
+    /// and expiring with the token.
+    pub fn access_token_key(&self, app_id: &str) -> String {
+        format!("{}:at:{{{app_id}}}", self.prefix)
+    }
+
+    /// The key of the access-token refresh lock (same hash slot as the token).
+    pub fn access_token_lock_key(&self, app_id: &str) -> String {
+        format!("{}:at:{{{app_id}}}:lock", self.prefix)
+    }
+}
+
+/// The access token is shared under `<prefix>:at:{<appid>}`; one instance
+/// at a time refreshes it, under `<prefix>:at:{<appid>}:lock` (`SET NX PX`).
+impl AccessTokenCache for RedisStore {
+    fn get<'a>(&'a self, app_id: &'a str) -> StoreFuture<'a, Option<SharedAccessToken>> {
+        Box::pin(async move {
+            let key = self.access_token_key(app_id);
+            let value: Option<String> = on_conn!(self.conn, |c| c.get(&key).await).map_err(err)?;
+            Ok(value.and_then(|v| {
+                let mut parts = v.splitn(3, ':');
+                let obtained_at_ms = parts.next()?.parse().ok()?;
+                let expires_at_ms = parts.next()?.parse().ok()?;
+                let token = parts.next().filter(|t| !t.is_empty())?;
+                Some(SharedAccessToken {
+                    token: Secret::new(token),
+                    obtained_at_ms,
+                    expires_at_ms,
+                })
+            }))
+        })
+    }
+
+    fn put<'a>(&'a self, app_id: &'a str, token: &'a SharedAccessToken) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if token.expires_at_ms <= crate::session::now_ms() {
+                return Ok(());
+            }
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(self.access_token_key(app_id))
+                .arg(format!(
+                    "{}:{}:{}",
+                    token.obtained_at_ms,
+                    token.expires_at_ms,
+                    token.token.expose()
+                ))
+                .arg("PXAT")
+                .arg(token.expires_at_ms);
+            let _: Option<String> =
+                on_conn!(self.conn, |c| cmd.query_async(&mut c).await).map_err(err)?;
+            Ok(())
+        })
+    }
+
+    fn discard<'a>(&'a self, app_id: &'a str, token: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let script = Script::new(DISCARD_TOKEN);
+            let _: i64 = on_conn!(self.conn, |c| script
+                .key(self.access_token_key(app_id))
+                .arg(token)
+                .invoke_async(&mut c)
+                .await)
+            .map_err(err)?;
+            Ok(())
+        })
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        app_id: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(self.access_token_lock_key(app_id))
+                .arg(owner)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64);
+            let set: Option<String> =
+                on_conn!(self.conn, |c| cmd.query_async(&mut c).await).map_err(err)?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn unlock<'a>(&'a self, app_id: &'a str, owner: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let script = Script::new(UNLOCK);
+            let _: i64 = on_conn!(self.conn, |c| script
+                .key(self.access_token_lock_key(app_id))
+                .arg(owner)
+                .invoke_async(&mut c)
+                .await)
+            .map_err(err)?;
+            Ok(())
+        })
     }
 }
 
@@ -319,7 +456,9 @@ async fn subscribe(client: redis::Client, channel: String, sink: InvalidationSin
             Ok(Ok(mut pubsub)) => {
                 backoff = Duration::from_millis(50);
                 if connected_before {
-                    tracing::info!("wxlogin: invalidation subscription restored; clearing the session cache");
+                    tracing::info!(
+                        "wxlogin: invalidation subscription restored; clearing the session cache"
+                    );
                     if !sink(Invalidation::All) {
                         return;
                     }

@@ -3,7 +3,8 @@
 
 use serde::Deserialize;
 
-use super::{errcode_error, AttemptError, WeChatClient, WeChatError};
+use super::reply::parse_reply as parse_json_reply;
+use super::{AttemptError, WeChatClient, WeChatError};
 use crate::Secret;
 
 /// A successful code exchange.
@@ -58,20 +59,10 @@ impl WeChatClient {
     }
 }
 
-/// `errcode` as WeChat sends it: a number, or sometimes a numeric string.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Errcode {
-    Number(i64),
-    Text(String),
-}
-
-/// The reply body; unknown fields (`expires_in`, ...) are ignored.
+/// The success reply; unknown fields (`expires_in`, ...) are ignored.
 /// No `Debug`: it holds the session_key in clear.
 #[derive(Deserialize)]
 struct Reply {
-    errcode: Option<Errcode>,
-    errmsg: Option<String>,
     openid: Option<String>,
     session_key: Option<String>,
     unionid: Option<String>,
@@ -79,31 +70,7 @@ struct Reply {
 
 /// Reads a code2Session reply body, whatever its Content-Type said.
 fn parse_reply(body: &[u8]) -> Result<Code2Session, AttemptError> {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    // serde_json's message can quote the body, so only its position is kept.
-    let unparseable = |err: serde_json::Error| {
-        AttemptError::transient(format!(
-            "unparseable reply ({} bytes, {:?} error at line {} column {})",
-            body.len(),
-            err.classify(),
-            err.line(),
-            err.column()
-        ))
-    };
-    let reply: Reply = serde_json::from_slice(body).map_err(unparseable)?;
-    let errcode = match reply.errcode {
-        None => 0,
-        Some(Errcode::Number(n)) => n,
-        Some(Errcode::Text(text)) => text.trim().parse().map_err(|_| {
-            AttemptError::transient(format!(
-                "unparseable reply (non-numeric errcode, {} bytes)",
-                body.len()
-            ))
-        })?,
-    };
-    if errcode != 0 {
-        return Err(errcode_error(errcode, reply.errmsg));
-    }
+    let reply: Reply = parse_json_reply(body)?;
     match (reply.openid, reply.session_key) {
         (Some(openid), Some(session_key)) if !openid.is_empty() && !session_key.is_empty() => {
             Ok(Code2Session {

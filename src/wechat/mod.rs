@@ -8,13 +8,18 @@
 //! always stripped). Each endpoint lives in its own file and only says how
 //! to build its request and read its reply.
 
+mod access_token;
+mod api;
 mod code2session;
+mod reply;
 
 use std::time::Duration;
 
 use reqwest::{Client, RequestBuilder, Response, Url};
 use tokio::time::Instant;
 
+pub(crate) use api::WeChatApi;
+pub use api::{PhoneInfo, Watermark, WeChatApiError};
 #[allow(unused_imports)]
 pub(crate) use code2session::Code2Session;
 

@@ -96,7 +96,12 @@ pub async fn fake_wechat() -> FakeWeChat {
 }
 
 /// Logs `openid` in through the login route at `base`; returns the token.
-pub async fn login(client: &reqwest::Client, base: &str, fake: &FakeWeChat, openid: &str) -> String {
+pub async fn login(
+    client: &reqwest::Client,
+    base: &str,
+    fake: &FakeWeChat,
+    openid: &str,
+) -> String {
     let code = fake.mint_code(openid);
     let res = client
         .post(format!("{base}/wx/login"))
@@ -122,5 +127,8 @@ pub async fn get_json(
     let res = req.send().await.unwrap();
     let status = res.status().as_u16();
     let text = res.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
 }

@@ -1,0 +1,218 @@
+//! `WxLoginBuilder::build` refuses configurations that cannot work with a
+//! typed `BuildError`, and neither the builder nor the built handle shows the
+//! app secret or a token key in `Debug`.
+
+mod common;
+
+use std::time::Duration;
+
+use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreFuture, StoreId};
+use wxlogin::{BuildError, WxLogin, WxLoginBuilder};
+
+use common::{fake_wechat, login, serve, APP_ID, APP_SECRET};
+
+const TOKEN_KEY: &str = "token-key-must-not-leak-0123456789";
+
+/// A valid configuration, to break one setting at a time.
+fn valid() -> WxLoginBuilder<()> {
+    WxLogin::builder().app_id(APP_ID).app_secret(APP_SECRET)
+}
+
+fn build_err(builder: WxLoginBuilder<()>) -> BuildError {
+    builder
+        .build()
+        .expect_err("the configuration should be refused")
+}
+
+fn assert_invalid(builder: WxLoginBuilder<()>, expected: &str) {
+    match build_err(builder) {
+        BuildError::InvalidValue { field, reason } => {
+            assert_eq!(field, expected, "{reason}");
+            assert!(!reason.is_empty());
+        }
+        other => panic!("expected InvalidValue {{ field: {expected:?} }}, got {other:?}"),
+    }
+}
+
+/// A memory store that says it is shared between processes, like Redis.
+#[derive(Clone, Default)]
+struct SharedStore(MemoryStore);
+
+impl SessionStore for SharedStore {
+    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
+        self.0.create(id, record)
+    }
+    fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
+        self.0.load(id)
+    }
+    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
+        self.0.delete(id)
+    }
+    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
+        self.0.touch(id, idle_expires_at_ms)
+    }
+    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
+        self.0.delete_user(openid)
+    }
+    fn is_shared(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_valid_configuration_builds() {
+    let wx = valid().build().unwrap();
+    assert_eq!(wx.app_id(), APP_ID);
+}
+
+#[test]
+fn missing_app_id_is_refused() {
+    let err = build_err(WxLogin::builder().app_secret(APP_SECRET));
+    assert!(matches!(err, BuildError::MissingAppId), "{err:?}");
+    let err = build_err(valid().app_id(""));
+    assert!(matches!(err, BuildError::MissingAppId), "{err:?}");
+}
+
+#[test]
+fn missing_or_empty_app_secret_is_refused() {
+    let err = build_err(WxLogin::builder().app_id(APP_ID));
+    assert!(matches!(err, BuildError::MissingAppSecret), "{err:?}");
+    for empty in ["", "   "] {
+        let err = build_err(valid().app_secret(empty));
+        assert!(
+            matches!(err, BuildError::MissingAppSecret),
+            "{empty:?}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn zero_durations_are_refused() {
+    assert_invalid(valid().session_ttl(Duration::ZERO), "session_ttl");
+    assert_invalid(valid().cache_ttl(Duration::ZERO), "cache_ttl");
+    assert_invalid(valid().idle_timeout(Duration::ZERO), "idle_timeout");
+    // Non-zero values of the same settings build.
+    valid()
+        .session_ttl(Duration::from_secs(1))
+        .cache_ttl(Duration::from_millis(1))
+        .idle_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+}
+
+#[test]
+fn a_token_key_shorter_than_16_bytes_is_refused() {
+    assert_invalid(valid().token_key("0123456789abcde"), "token_key");
+    assert_invalid(valid().token_key(""), "token_key");
+    // One short key among good ones is refused too.
+    assert_invalid(valid().token_key(TOKEN_KEY).token_key("short"), "token_key");
+    valid().token_key("0123456789abcdef").build().unwrap();
+}
+
+#[test]
+fn a_non_http_api_base_is_refused() {
+    for base in [
+        "ftp://api.weixin.qq.com",
+        "api.weixin.qq.com",
+        "",
+        "file:///etc",
+    ] {
+        let builder = valid().api_base(base);
+        match build_err(builder) {
+            BuildError::InvalidValue { field, .. } => assert_eq!(field, "api_base", "{base:?}"),
+            other => panic!("{base:?}: {other:?}"),
+        }
+    }
+    valid().api_base("http://127.0.0.1:9").build().unwrap();
+    valid()
+        .api_base("https://api.weixin.qq.com/")
+        .build()
+        .unwrap();
+}
+
+#[test]
+fn a_shared_store_needs_a_token_key() {
+    let err = build_err(valid().store(SharedStore::default()));
+    assert!(matches!(err, BuildError::SharedStoreWithoutKey), "{err:?}");
+    assert!(err.to_string().contains("token key"), "{err}");
+
+    valid()
+        .store(SharedStore::default())
+        .token_key(TOKEN_KEY)
+        .build()
+        .unwrap();
+    // A memory store may make its own key.
+    valid().store(MemoryStore::new()).build().unwrap();
+}
+
+#[tokio::test]
+async fn instances_on_a_shared_store_with_one_key_accept_each_others_tokens() {
+    let fake = fake_wechat().await;
+    let store = SharedStore::default();
+    let make = || {
+        valid()
+            .api_base(fake.base_url())
+            .store(store.clone())
+            .token_key(TOKEN_KEY)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (make(), make());
+    let app = |wx: &WxLogin| {
+        axum::Router::new()
+            .route(
+                "/api/me",
+                axum::routing::get(|u: wxlogin::WxUser| async move { u.openid().to_owned() }),
+            )
+            .layer(wx.layer())
+            .route_service("/wx/login", wx.login_service())
+    };
+    let (base_a, base_b) = (serve(app(&a)).await, serve(app(&b)).await);
+    let client = reqwest::Client::new();
+    let token = login(&client, &base_a, &fake, "o-alice").await;
+
+    let res = client
+        .get(format!("{base_b}/api/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "o-alice");
+}
+
+#[test]
+fn debug_output_never_shows_the_secret_or_the_token_key() {
+    let rotated = "older-token-key-must-not-leak-42";
+    let builder = valid().token_key(TOKEN_KEY).token_key(rotated);
+    let wx = valid()
+        .token_key(TOKEN_KEY)
+        .token_key(rotated)
+        .build()
+        .unwrap();
+    for text in [
+        format!("{builder:?}"),
+        format!("{builder:#?}"),
+        format!("{wx:?}"),
+        format!("{wx:#?}"),
+    ] {
+        for secret in [APP_SECRET, TOKEN_KEY, rotated] {
+            assert!(!text.contains(secret), "{secret:?} in {text}");
+        }
+        // The output is still useful: it names the app.
+        assert!(text.contains(APP_ID), "{text}");
+    }
+
+    // Nor do build errors, whatever was refused.
+    let errors = [
+        build_err(valid().token_key(TOKEN_KEY).session_ttl(Duration::ZERO)),
+        build_err(valid().token_key("short-key")),
+        build_err(valid().store(SharedStore::default())),
+    ];
+    for err in errors {
+        let text = format!("{err} {err:?}");
+        for secret in [APP_SECRET, TOKEN_KEY, "short-key"] {
+            assert!(!text.contains(secret), "{secret:?} in {text}");
+        }
+    }
+}

@@ -1,0 +1,564 @@
+//! The layer over real HTTP: the cache in front of the store (warm hits,
+//! expiry, single-flight misses, never past the session's end), optional
+//! mode, idle timeouts, logout and revocation.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::routing::get;
+use axum::{Json, Router};
+use common::{fake_wechat, get_json, login, serve, CountingStore, APP_ID, APP_SECRET};
+use serde_json::{json, Value};
+use wxlogin::mock::FakeWeChat;
+use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreFuture, StoreId};
+use wxlogin::{WxLogin, WxLoginBuilder, WxUser};
+
+const KEY: &str = "layer-test-token-key-0123456789ab";
+
+async fn me(user: WxUser) -> Json<Value> {
+    Json(json!({ "openid": user.openid() }))
+}
+
+async fn maybe_me(user: Option<WxUser>) -> Json<Value> {
+    Json(json!({ "openid": user.as_ref().map(|u| u.openid().to_owned()) }))
+}
+
+fn router(wx: &WxLogin) -> Router {
+    Router::new()
+        .route("/api/me", get(me))
+        .layer(wx.layer())
+        .route_service("/wx/login", wx.login_service())
+        .route_service("/wx/logout", wx.logout_service())
+}
+
+fn builder(fake: &FakeWeChat) -> WxLoginBuilder<()> {
+    WxLogin::builder()
+        .app_id(APP_ID)
+        .app_secret(APP_SECRET)
+        .api_base(fake.base_url())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A store whose loads take a while, so that concurrent misses overlap.
+#[derive(Clone)]
+struct SlowLoads {
+    inner: MemoryStore,
+    delay: Duration,
+}
+
+impl SessionStore for SlowLoads {
+    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
+        self.inner.create(id, record)
+    }
+    fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.inner.load(id).await
+        })
+    }
+    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
+        self.inner.delete(id)
+    }
+    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
+        self.inner.touch(id, idle_expires_at_ms)
+    }
+    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
+        self.inner.delete_user(openid)
+    }
+}
+
+async fn logout(client: &reqwest::Client, base: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = client.post(format!("{base}/wx/logout"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn warm_cache_makes_no_store_loads_and_expired_entry_makes_one() {
+    let fake = fake_wechat().await;
+    let store = CountingStore::new();
+    let wx = builder(&fake)
+        .store(store.clone())
+        .cache_ttl(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let base = serve(router(&wx)).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/me");
+
+    let token = login(&client, &base, &fake, "o-alice").await;
+    // Right after login the session is cached; the burst must finish inside
+    // the 300 ms cache TTL to say anything, so retry on a very slow machine.
+    let mut warm = false;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let before = store.loads();
+        for _ in 0..20 {
+            let (status, body) = get_json(&client, &url, Some(&token)).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        if started.elapsed() < Duration::from_millis(250) {
+            assert_eq!(store.loads(), before, "warm cache: no store loads");
+            warm = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (status, _) = get_json(&client, &url, Some(&token)).await; // re-warm
+        assert_eq!(status, 200);
+    }
+    assert!(warm, "could not make 20 requests within 250 ms");
+
+    // Let the cache entry expire: the next request loads once, then it is warm again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = store.loads();
+    let (status, body) = get_json(&client, &url, Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["openid"], "o-alice");
+    assert_eq!(
+        store.loads(),
+        before + 1,
+        "one load after the cache entry expired"
+    );
+    let (status, _) = get_json(&client, &url, Some(&token)).await;
+    assert_eq!(status, 200);
+    assert!(store.loads() <= before + 2);
+}
+
+#[tokio::test]
+async fn concurrent_misses_make_one_store_load() {
+    let fake = fake_wechat().await;
+    let shared = MemoryStore::new();
+    let client = reqwest::Client::new();
+
+    // Instance 1 issues the token (and caches it itself).
+    let issuer = builder(&fake)
+        .token_key(KEY)
+        .store(shared.clone())
+        .build()
+        .unwrap();
+    let issuer_base = serve(router(&issuer)).await;
+    let token = login(&client, &issuer_base, &fake, "o-alice").await;
+
+    // Instance 2 has never seen it: a cold cache in front of a slow store.
+    let store = CountingStore::wrap(SlowLoads {
+        inner: shared.clone(),
+        delay: Duration::from_millis(200),
+    });
+    let cold = builder(&fake)
+        .token_key(KEY)
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let base = serve(router(&cold)).await;
+    let url = format!("{base}/api/me");
+
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(50));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let client = client.clone();
+        let url = url.clone();
+        let token = token.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            get_json(&client, &url, Some(&token)).await
+        }));
+    }
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["openid"], "o-alice");
+    }
+    assert_eq!(store.loads(), 1, "50 concurrent misses, one store load");
+    assert_eq!(store.total(), 1);
+
+    // And an unknown (but well-signed) token concurrently: one load, all 401.
+    let unknown = {
+        let other = builder(&fake).token_key(KEY).build().unwrap(); // its own store
+        let other_base = serve(router(&other)).await;
+        login(&client, &other_base, &fake, "o-ghost").await
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let client = client.clone();
+        let url = url.clone();
+        let token = unknown.clone();
+        tasks.push(tokio::spawn(async move {
+            get_json(&client, &url, Some(&token)).await
+        }));
+    }
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 401);
+        assert_eq!(body["error"], "invalid_token");
+    }
+    assert!(store.loads() >= 2, "the unknown token was looked up");
+}
+
+#[tokio::test]
+async fn cache_entry_never_outlives_its_session() {
+    let fake = fake_wechat().await;
+    let store = CountingStore::new();
+    let wx = builder(&fake)
+        .store(store.clone())
+        .session_ttl(Duration::from_secs(1))
+        .cache_ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let base = serve(router(&wx)).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/me");
+    let token = login(&client, &base, &fake, "o-alice").await;
+    let (status, _) = get_json(&client, &url, Some(&token)).await;
+    assert_eq!(status, 200);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = get_json(&client, &url, Some(&token)).await;
+    assert_eq!(status, 401, "{body}");
+    let code = body["error"].as_str().unwrap();
+    assert!(
+        code == "session_expired" || code == "invalid_token",
+        "unexpected code {code}"
+    );
+    assert_eq!(body["relogin"], true);
+    // And it stays refused.
+    let (status, _) = get_json(&client, &url, Some(&token)).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn login_reports_expires_in() {
+    let fake = fake_wechat().await;
+    let wx = builder(&fake)
+        .session_ttl(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let base = serve(router(&wx)).await;
+    let client = reqwest::Client::new();
+    let code = fake.mint_code("o-alice");
+    let res = client
+        .post(format!("{base}/wx/login"))
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["openid"], "o-alice");
+    assert!(body["unionid"].is_null());
+    assert!(body.get("session_key").is_none());
+}
+
+#[tokio::test]
+async fn optional_layer() {
+    let fake = fake_wechat().await;
+    let wx = builder(&fake).build().unwrap();
+    let app = Router::new()
+        .route("/maybe", get(maybe_me))
+        .layer(wx.optional_layer())
+        .route_service("/wx/login", wx.login_service());
+    let base = serve(app).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/maybe");
+
+    // No token: the handler runs anonymously.
+    let (status, body) = get_json(&client, &url, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["openid"].is_null());
+
+    // A valid token: Some.
+    let token = login(&client, &base, &fake, "o-alice").await;
+    let (status, body) = get_json(&client, &url, Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["openid"], "o-alice");
+
+    // A bad token: 401 from the extractor, not an anonymous 200.
+    let mut forged = token.clone().into_bytes();
+    forged[10] = if forged[10] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let (status, body) = get_json(&client, &url, Some(&forged)).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_token");
+
+    // A well-formed token this app never issued (unknown session): 401 too.
+    let other = builder(&fake).token_key(KEY).build().unwrap();
+    let other_base = serve(
+        Router::new()
+            .route("/maybe", get(maybe_me))
+            .layer(other.optional_layer())
+            .route_service("/wx/login", other.login_service()),
+    )
+    .await;
+    let other_token = login(&client, &other_base, &fake, "o-bob").await;
+    let (status, body) = get_json(&client, &url, Some(&other_token)).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "invalid_token");
+}
+
+#[tokio::test]
+async fn optional_layer_with_required_extractor() {
+    let fake = fake_wechat().await;
+    let wx = builder(&fake).build().unwrap();
+    let app = Router::new()
+        .route("/me", get(me))
+        .layer(wx.optional_layer())
+        .route_service("/wx/login", wx.login_service());
+    let base = serve(app).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/me");
+    // Under the optional layer a plain WxUser still requires a session.
+    let (status, body) = get_json(&client, &url, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "missing_token");
+    let token = login(&client, &base, &fake, "o-alice").await;
+    let (status, body) = get_json(&client, &url, Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["openid"], "o-alice");
+}
+
+#[tokio::test]
+async fn idle_timeout_is_extended_by_use_with_few_store_writes() {
+    let fake = fake_wechat().await;
+    let store = CountingStore::new();
+    let wx = builder(&fake)
+        .store(store.clone())
+        .idle_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let base = serve(router(&wx)).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/me");
+
+    let token = login(&client, &base, &fake, "o-alice").await;
+    let idle_token = login(&client, &base, &fake, "o-bob").await;
+
+    // Used every 50 ms for 4 s: twice the idle timeout, still valid.
+    let started = Instant::now();
+    let mut requests = 0usize;
+    while started.elapsed() < Duration::from_secs(4) {
+        let (status, body) = get_json(&client, &url, Some(&token)).await;
+        assert_eq!(
+            status,
+            200,
+            "used every 50 ms, yet refused after {:?}: {body}",
+            started.elapsed()
+        );
+        requests += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed_ms = started.elapsed().as_millis() as usize;
+    let touches = store.touches.load(Ordering::SeqCst);
+    // At most one idle extension per refresh interval (half the timeout:
+    // 1 s), per session.
+    assert!(touches >= 1, "use must extend the idle deadline");
+    assert!(
+        touches <= elapsed_ms / 1000 + 2,
+        "{touches} touches for {requests} requests over {elapsed_ms} ms"
+    );
+    assert!(
+        touches * 2 < requests,
+        "{touches} touches for {requests} requests"
+    );
+
+    // The other session, unused for 4 s (> idle + refresh = 3 s), has ended.
+    let (status, body) = get_json(&client, &url, Some(&idle_token)).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "session_expired");
+}
+
+#[tokio::test]
+async fn idle_timeout_used_every_300ms() {
+    let fake = fake_wechat().await;
+    let store = CountingStore::new();
+    let wx = builder(&fake)
+        .store(store.clone())
+        .idle_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let base = serve(router(&wx)).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/me");
+    let token = login(&client, &base, &fake, "o-alice").await;
+
+    let started = Instant::now();
+    let mut requests = 0usize;
+    while started.elapsed() < Duration::from_secs(4) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (status, body) = get_json(&client, &url, Some(&token)).await;
+        assert_eq!(status, 200, "after {:?}: {body}", started.elapsed());
+        requests += 1;
+    }
+    let touches = store.touches.load(Ordering::SeqCst);
+    assert!(touches >= 1);
+    assert!(
+        touches <= requests,
+        "{touches} touches for {requests} requests"
+    );
+
+    // Never more than one write per request, and far fewer: one a second.
+    assert!(
+        touches <= requests / 2 + 1,
+        "{touches} touches for {requests} requests"
+    );
+
+    // Then unused for longer than idle + refresh (3 s): expired.
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    let (status, body) = get_json(&client, &url, Some(&token)).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "session_expired");
+}
+
+#[tokio::test]
+async fn logout_ends_only_that_session() {
+    let fake = fake_wechat().await;
+    let store = CountingStore::new();
+    let wx = builder(&fake).store(store.clone()).build().unwrap();
+    let base = serve(router(&wx)).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/me");
+
+    let phone = login(&client, &base, &fake, "o-alice").await;
+    let laptop = login(&client, &base, &fake, "o-alice").await;
+    assert_ne!(phone, laptop);
+    for t in [&phone, &laptop] {
+        let (status, _) = get_json(&client, &url, Some(t)).await;
+        assert_eq!(status, 200);
+    }
+
+    let (status, body) = logout(&client, &base, Some(&phone)).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(store.deletes.load(Ordering::SeqCst), 1);
+
+    // At once, no waiting for any cache.
+    let (status, body) = get_json(&client, &url, Some(&phone)).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "invalid_token");
+    let (status, body) = get_json(&client, &url, Some(&laptop)).await;
+    assert_eq!(
+        status, 200,
+        "the other session of the same user keeps working"
+    );
+    assert_eq!(body["openid"], "o-alice");
+
+    // Logout without a token.
+    let (status, body) = logout(&client, &base, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "missing_token");
+    let (status, _) = get_json(&client, &url, Some(&laptop)).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn logout_on_one_instance_is_seen_by_the_store() {
+    let fake = fake_wechat().await;
+    let shared = MemoryStore::new();
+    let wx = builder(&fake)
+        .token_key(KEY)
+        .store(shared.clone())
+        .build()
+        .unwrap();
+    let base = serve(router(&wx)).await;
+    let client = reqwest::Client::new();
+    let token = login(&client, &base, &fake, "o-alice").await;
+    assert_eq!(shared.len(), 1);
+    let (status, _) = logout(&client, &base, Some(&token)).await;
+    assert_eq!(status, 204);
+    assert_eq!(shared.len(), 0, "the session is gone from the store");
+
+    // A second instance on the same store (cold cache) refuses it too.
+    let second = builder(&fake)
+        .token_key(KEY)
+        .store(shared.clone())
+        .build()
+        .unwrap();
+    let second_base = serve(router(&second)).await;
+    let (status, body) = get_json(&client, &format!("{second_base}/api/me"), Some(&token)).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "invalid_token");
+}
+
+#[tokio::test]
+async fn revoke_user_ends_all_of_that_users_sessions() {
+    let fake = fake_wechat().await;
+    let store = CountingStore::new();
+    let wx = builder(&fake).store(store.clone()).build().unwrap();
+    let base = serve(router(&wx)).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/me");
+
+    let alice: Vec<String> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(login(&client, &base, &fake, "o-alice").await);
+        }
+        v
+    };
+    let bob = login(&client, &base, &fake, "o-bob").await;
+    for t in alice.iter().chain([&bob]) {
+        let (status, _) = get_json(&client, &url, Some(t)).await;
+        assert_eq!(status, 200);
+    }
+
+    let revoked = wx.revoke_user("o-alice").await.unwrap();
+    assert_eq!(revoked, 3);
+    assert_eq!(store.delete_users.load(Ordering::SeqCst), 1);
+    for t in &alice {
+        let (status, body) = get_json(&client, &url, Some(t)).await;
+        assert_eq!(status, 401, "a revoked session is refused at once");
+        assert_eq!(body["error"], "invalid_token");
+    }
+    let (status, body) = get_json(&client, &url, Some(&bob)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["openid"], "o-bob");
+
+    // Revoking again finds nothing; a new login works.
+    assert_eq!(wx.revoke_user("o-alice").await.unwrap(), 0);
+    let fresh = login(&client, &base, &fake, "o-alice").await;
+    let (status, _) = get_json(&client, &url, Some(&fresh)).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn expired_record_in_store_is_session_expired() {
+    // A session another instance created, whose lifetime has passed while
+    // the store still holds it: session_expired, not invalid_token.
+    let fake = fake_wechat().await;
+    let shared = MemoryStore::new();
+    let issuer = builder(&fake)
+        .token_key(KEY)
+        .store(shared.clone())
+        .session_ttl(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let issuer_base = serve(router(&issuer)).await;
+    let client = reqwest::Client::new();
+    let token = login(&client, &issuer_base, &fake, "o-alice").await;
+    let deadline = now_ms() + 500;
+
+    let reader = builder(&fake)
+        .token_key(KEY)
+        .store(shared.clone())
+        .build()
+        .unwrap();
+    let base = serve(router(&reader)).await;
+    while now_ms() < deadline + 200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = get_json(&client, &format!("{base}/api/me"), Some(&token)).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "session_expired");
+}

@@ -1,0 +1,466 @@
+//! The login route over real HTTP on loopback against the fake WeChat: the
+//! success body, what it accepts and refuses, body limits, and how WeChat's
+//! failures (busy, slow, rate limited, odd replies) reach the client. Last,
+//! the same route served by plain hyper, without axum.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::{Json, Router};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
+use wxlogin::mock::{FakeReply, FakeWeChat};
+use wxlogin::{LoginService, WxLogin, WxLoginBuilder, WxUser};
+
+use common::{fake_wechat, serve, APP_ID, APP_SECRET};
+
+/// The login body limit of the contract (the builder's default).
+const BODY_LIMIT: usize = 16 * 1024;
+
+/// A response as the client saw it.
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    text: String,
+}
+
+impl Reply {
+    async fn of(res: reqwest::Response) -> Reply {
+        Reply {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            text: res.text().await.unwrap(),
+        }
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.text))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+fn keys(body: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .unwrap_or_else(|| panic!("not a JSON object: {body}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// Asserts an error in the default wire format; returns the body.
+fn assert_rejection(reply: &Reply, status: u16, code: &str, relogin: bool) -> Value {
+    assert_eq!(reply.status, status, "body: {}", reply.text);
+    let body = reply.json();
+    assert_eq!(keys(&body), ["error", "message", "relogin"], "{body}");
+    assert_eq!(body["error"], code, "{body}");
+    assert_eq!(body["relogin"], relogin, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(reply.header("retry-after").is_some(), status == 429);
+    body
+}
+
+/// Asserts a successful login body; returns it.
+fn assert_logged_in(reply: &Reply, openid: &str, unionid: Option<&str>) -> Value {
+    assert_eq!(reply.status, 200, "body: {}", reply.text);
+    let body = reply.json();
+    assert_eq!(
+        keys(&body),
+        ["expires_in", "openid", "token", "unionid"],
+        "{body}"
+    );
+    assert_eq!(body["openid"], openid);
+    assert_eq!(body["unionid"], json!(unionid));
+    let token = body["token"].as_str().unwrap();
+    assert!(!token.is_empty() && token.len() < 100, "{token}");
+    assert!(body["expires_in"].as_u64().is_some_and(|s| s > 0), "{body}");
+    body
+}
+
+fn builder(fake: &FakeWeChat) -> WxLoginBuilder<()> {
+    WxLogin::builder()
+        .app_id(APP_ID)
+        .app_secret(APP_SECRET)
+        .api_base(fake.base_url())
+}
+
+fn app(wx: &WxLogin) -> Router {
+    Router::new()
+        .route(
+            "/api/me",
+            get(|user: WxUser| async move {
+                Json(json!({"openid": user.openid(), "unionid": user.unionid()}))
+            }),
+        )
+        .layer(wx.layer())
+        .route_service("/wx/login", wx.login_service())
+}
+
+/// A fake WeChat and an app on loopback, built from `configure(builder)`.
+async fn setup(
+    configure: impl FnOnce(WxLoginBuilder<()>) -> WxLoginBuilder<()>,
+) -> (FakeWeChat, String) {
+    let fake = fake_wechat().await;
+    let wx = configure(builder(&fake)).build().unwrap();
+    let base = serve(app(&wx)).await;
+    (fake, base)
+}
+
+async fn post(base: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> Reply {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/wx/login"))
+        .body(body);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    Reply::of(req.send().await.unwrap()).await
+}
+
+async fn login_code(base: &str, code: &str) -> Reply {
+    post(
+        base,
+        Some("application/json"),
+        json!({ "code": code }).to_string(),
+    )
+    .await
+}
+
+// ---------------------------------------------------------------- success
+
+#[tokio::test]
+async fn success_body_is_token_expires_in_openid_unionid_and_never_the_session_key() {
+    let (fake, base) = setup(|b| b.session_ttl(Duration::from_secs(3600))).await;
+
+    let reply = login_code(&base, &fake.mint_code("o-alice")).await;
+    let body = assert_logged_in(&reply, "o-alice", None);
+    assert!(body["unionid"].is_null());
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    let session_key = fake.session_key("o-alice").expect("the fake minted a key");
+    assert!(!reply.text.contains(&session_key), "{}", reply.text);
+    assert!(!reply.text.contains("session_key"), "{}", reply.text);
+
+    let code = fake.mint_code_with_unionid("o-bob", "u-bob");
+    let reply = login_code(&base, &code).await;
+    let body = assert_logged_in(&reply, "o-bob", Some("u-bob"));
+    let session_key = fake.session_key("o-bob").unwrap();
+    assert!(!reply.text.contains(&session_key), "{}", reply.text);
+
+    // The token opens the protected route as that user.
+    let res = reqwest::Client::new()
+        .get(format!("{base}/api/me"))
+        .bearer_auth(body["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let me = Reply::of(res).await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json(), json!({"openid": "o-bob", "unionid": "u-bob"}));
+    assert!(!me.text.contains(&session_key));
+}
+
+#[tokio::test]
+async fn the_body_is_json_whatever_the_content_type() {
+    let (fake, base) = setup(|b| b).await;
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/json"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let body = json!({ "code": fake.mint_code("o-alice") }).to_string();
+        let reply = post(&base, content_type, body).await;
+        assert_logged_in(&reply, "o-alice", None);
+    }
+    assert_eq!(fake.code2session_calls(), 4);
+}
+
+// ---------------------------------------------------------------- refused input
+
+#[tokio::test]
+async fn bad_bodies_are_400_bad_request_without_calling_wechat() {
+    let (fake, base) = setup(|b| b).await;
+    let long_code = json!({ "code": "a".repeat(10 * 1024) }).to_string();
+    assert!(long_code.len() < BODY_LIMIT);
+    let bodies = [
+        ("empty body", String::new()),
+        ("not JSON", "code=abc".to_owned()),
+        ("truncated JSON", r#"{"code":"abc""#.to_owned()),
+        ("JSON array", r#"["abc"]"#.to_owned()),
+        ("JSON string", r#""abc""#.to_owned()),
+        ("no code", r#"{"js_code":"abc"}"#.to_owned()),
+        ("code null", r#"{"code":null}"#.to_owned()),
+        ("code number", r#"{"code":12345}"#.to_owned()),
+        ("code object", r#"{"code":{"v":"abc"}}"#.to_owned()),
+        ("empty code", r#"{"code":""}"#.to_owned()),
+        ("10 KB code", long_code),
+        ("code with a space", r#"{"code":"abc def"}"#.to_owned()),
+        ("code with a tab", r#"{"code":"abc\tdef"}"#.to_owned()),
+        (
+            "code with a control char",
+            r#"{"code":"abc\u0001def"}"#.to_owned(),
+        ),
+        ("code with a newline", r#"{"code":"abc\ndef"}"#.to_owned()),
+        ("non-ASCII code", r#"{"code":"кодкод"}"#.to_owned()),
+    ];
+    for (what, body) in bodies {
+        let reply = post(&base, Some("application/json"), body).await;
+        assert_eq!(reply.status, 400, "{what}: {}", reply.text);
+        assert_rejection(&reply, 400, "bad_request", false);
+    }
+    assert_eq!(fake.code2session_calls(), 0, "a bad body reached WeChat");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_with_content_length() {
+    let (fake, base) = setup(|b| b).await;
+    let body = json!({ "code": "a".repeat(BODY_LIMIT) }).to_string();
+    let reply = post(&base, Some("application/json"), body).await;
+    assert_rejection(&reply, 413, "bad_request", false);
+    assert_eq!(fake.code2session_calls(), 0);
+}
+
+/// Sends a raw HTTP/1.1 request on a fresh connection; returns the status and
+/// the whole response text.
+async fn raw_request(base: &str, request: &[u8]) -> (u16, String) {
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => response.extend_from_slice(&buf[..n]),
+                // The server may reset a connection whose body it did not read.
+                Err(_) if !response.is_empty() => break,
+                Err(e) => panic!("no response: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server neither answered nor closed");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, text)
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_413() {
+    let (fake, base) = setup(|b| b).await;
+    let body = json!({ "code": "a".repeat(BODY_LIMIT) }).to_string();
+    let mut request = b"POST /wx/login HTTP/1.1\r\nHost: localhost\r\n\
+        Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
+        Connection: close\r\n\r\n"
+        .to_vec();
+    for chunk in body.as_bytes().chunks(1000) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+
+    let (status, text) = raw_request(&base, &request).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains(r#""error":"bad_request""#), "{text}");
+    assert_eq!(fake.code2session_calls(), 0);
+
+    // A chunked body under the limit is read and logged in.
+    let body = json!({ "code": fake.mint_code("o-alice") }).to_string();
+    let mut request = b"POST /wx/login HTTP/1.1\r\nHost: localhost\r\n\
+        Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        .to_vec();
+    for chunk in body.as_bytes().chunks(7) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let (status, text) = raw_request(&base, &request).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""openid":"o-alice""#), "{text}");
+}
+
+#[tokio::test]
+async fn get_is_405() {
+    let (fake, base) = setup(|b| b).await;
+    let res = reqwest::Client::new()
+        .get(format!("{base}/wx/login"))
+        .send()
+        .await
+        .unwrap();
+    let reply = Reply::of(res).await;
+    assert_rejection(&reply, 405, "bad_request", false);
+    assert_eq!(reply.header("allow"), Some("POST"));
+    assert_eq!(fake.code2session_calls(), 0);
+}
+
+// ---------------------------------------------------------------- WeChat failures
+
+#[tokio::test]
+async fn wechat_busy_once_is_retried_to_success() {
+    let (fake, base) = setup(|b| b).await;
+    fake.push_reply(FakeReply::Errcode(-1));
+    let reply = login_code(&base, &fake.mint_code("o-alice")).await;
+    assert_logged_in(&reply, "o-alice", None);
+    assert_eq!(fake.code2session_calls(), 2);
+}
+
+#[tokio::test]
+async fn wechat_busy_every_time_is_503_after_the_configured_attempts() {
+    for attempts in [1, 3] {
+        let (fake, base) = setup(|b| b.wechat_attempts(attempts)).await;
+        for _ in 0..10 {
+            fake.push_reply(FakeReply::Errcode(-1));
+        }
+        let reply = login_code(&base, &fake.mint_code("o-alice")).await;
+        assert_rejection(&reply, 503, "wechat_unavailable", false);
+        assert_eq!(fake.code2session_calls(), attempts as usize);
+    }
+}
+
+#[tokio::test]
+async fn a_reply_slower_than_the_deadline_is_503_within_the_deadline() {
+    let deadline = Duration::from_millis(1500);
+    let (fake, base) =
+        setup(|b| b.wechat_timeouts(Duration::from_secs(1), Duration::from_secs(20), deadline))
+            .await;
+    fake.set_latency(Duration::from_secs(30));
+
+    let started = Instant::now();
+    let reply = login_code(&base, &fake.mint_code("o-alice")).await;
+    let elapsed = started.elapsed();
+    assert_rejection(&reply, 503, "wechat_unavailable", false);
+    // Generous margin for a loaded machine; WeChat's reply would take 30 s.
+    assert!(elapsed < deadline + Duration::from_secs(4), "{elapsed:?}");
+    assert_eq!(fake.code2session_calls(), 1);
+}
+
+#[tokio::test]
+async fn rate_limit_45011_is_429_with_retry_after() {
+    let (fake, base) = setup(|b| b).await;
+    fake.push_reply(FakeReply::Errcode(45011));
+    let reply = login_code(&base, &fake.mint_code("o-alice")).await;
+    assert_rejection(&reply, 429, "rate_limited", false);
+    let retry_after: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry_after >= 1);
+    assert_eq!(fake.code2session_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_reused_code_40163_is_invalid_code() {
+    let (fake, base) = setup(|b| b).await;
+    let code = fake.mint_code("o-alice");
+    assert_logged_in(&login_code(&base, &code).await, "o-alice", None);
+    let reply = login_code(&base, &code).await;
+    assert_rejection(&reply, 400, "invalid_code", true);
+    assert_eq!(fake.code2session_calls(), 2);
+
+    fake.push_reply(FakeReply::Errcode(40163));
+    let reply = login_code(&base, &fake.mint_code("o-bob")).await;
+    assert_rejection(&reply, 400, "invalid_code", true);
+}
+
+#[tokio::test]
+async fn errcode_as_a_string_maps_like_a_number() {
+    let (fake, base) = setup(|b| b).await;
+    let cases: [(i64, u16, &str, bool); 5] = [
+        (40029, 400, "invalid_code", true),
+        (40163, 400, "invalid_code", true),
+        (45011, 429, "rate_limited", false),
+        (40226, 403, "user_restricted", false),
+        (40125, 500, "misconfigured", false),
+    ];
+    for (errcode, status, code, relogin) in cases {
+        fake.push_reply(FakeReply::ErrcodeAsString(errcode));
+        let reply = login_code(&base, &fake.mint_code("o-alice")).await;
+        assert_rejection(&reply, status, code, relogin);
+    }
+    assert_eq!(fake.code2session_calls(), cases.len());
+
+    // "-1" is busy: retried, then the normal reply logs in.
+    fake.push_reply(FakeReply::ErrcodeAsString(-1));
+    let reply = login_code(&base, &fake.mint_code("o-alice")).await;
+    assert_logged_in(&reply, "o-alice", None);
+    assert_eq!(fake.code2session_calls(), cases.len() + 2);
+}
+
+#[tokio::test]
+async fn a_non_json_reply_is_503_wechat_unavailable() {
+    let (fake, base) = setup(|b| b.wechat_attempts(3)).await;
+    for reply in [
+        FakeReply::Body("<html><body>502 Bad Gateway</body></html>".into()),
+        FakeReply::Body(r#"{"openid":"o-alice","session_"#.into()),
+        FakeReply::Status(502, "<html>bad gateway</html>".into()),
+    ] {
+        let before = fake.code2session_calls();
+        for _ in 0..3 {
+            fake.push_reply(reply.clone());
+        }
+        let res = login_code(&base, &fake.mint_code("o-alice")).await;
+        assert_rejection(&res, 503, "wechat_unavailable", false);
+        assert!(!res.text.contains("502"), "{}", res.text);
+        assert_eq!(fake.code2session_calls() - before, 3, "{reply:?}");
+    }
+}
+
+// ---------------------------------------------------------------- plain hyper
+
+/// Serves the login service with hyper 1 and hyper-util, no axum.
+async fn serve_hyper(login: LoginService<()>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let login = login.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| login.clone().oneshot(req),
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn the_login_service_runs_on_plain_hyper() {
+    let fake = fake_wechat().await;
+    let wx = builder(&fake).build().unwrap();
+    let base = serve_hyper(wx.login_service()).await;
+
+    let code = fake.mint_code_with_unionid("o-alice", "u-alice");
+    let reply = login_code(&base, &code).await;
+    assert_logged_in(&reply, "o-alice", Some("u-alice"));
+    assert!(!reply.text.contains(&fake.session_key("o-alice").unwrap()));
+
+    let reply = post(&base, None, "not json").await;
+    assert_rejection(&reply, 400, "bad_request", false);
+    let body = json!({ "code": "a".repeat(BODY_LIMIT) }).to_string();
+    let reply = post(&base, None, body).await;
+    assert_rejection(&reply, 413, "bad_request", false);
+    let res = reqwest::get(&base).await.unwrap();
+    assert_rejection(&Reply::of(res).await, 405, "bad_request", false);
+    assert_eq!(fake.code2session_calls(), 1);
+}

@@ -1,0 +1,97 @@
+//! The layer over real HTTP with sessions in a three-master Redis Cluster
+//! built on loopback by the harness (the store suite covers the store
+//! itself on the cluster): login, `/api/me` on either instance, and a logout
+//! on one instance refused by the other within a second.
+
+mod common;
+#[path = "common/redis.rs"]
+mod redis_harness;
+
+use std::time::Duration;
+
+use common::{fake_wechat, get_json, login};
+use redis_harness::{
+    builder, index_members, logout, unique_prefix, wait_for_status, wait_numsub, Instance,
+    RedisCli, RedisCluster,
+};
+use wxlogin::store::RedisStore;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_me_and_logout_across_instances_on_a_cluster() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let urls = cluster.urls();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let fake = fake_wechat().await;
+    let prefix = unique_prefix("cluster");
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let store = RedisStore::connect_cluster(&urls)
+            .await
+            .expect("connect to the cluster")
+            .with_prefix(&prefix);
+        let wx = builder(&fake)
+            .store(store)
+            .cache_ttl(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        instances.push(Instance::serve(wx).await);
+    }
+    let (a, b) = (&instances[0], &instances[1]);
+    let channel = format!("{prefix}:revoked");
+    wait_numsub(&cluster, &channel, 2, Duration::from_secs(5)).await;
+    let client = reqwest::Client::new();
+
+    // Several users, so their keys land in different slots and nodes.
+    let mut tokens = Vec::new();
+    for i in 0..6 {
+        let openid = format!("o-cluster-{i}");
+        let token = login(&client, &a.base, &fake, &openid).await;
+        for inst in [a, b] {
+            let (status, body) = get_json(&client, &inst.me(), Some(&token)).await;
+            assert_eq!(
+                (status, body["openid"].as_str()),
+                (200, Some(openid.as_str()))
+            );
+        }
+        tokens.push(token);
+    }
+    let probe = RedisStore::connect_cluster(&urls)
+        .await
+        .unwrap()
+        .with_prefix(&prefix);
+    let nodes_used = (0..6)
+        .filter_map(|i| {
+            let members = index_members(&cluster, &probe.user_key(&format!("o-cluster-{i}")));
+            assert_eq!(members.len(), 1, "one session in the user's index");
+            let key = probe.session_key(redis_harness::parse_store_id(&members[0]));
+            cluster
+                .nodes()
+                .iter()
+                .position(|n| n.cli(&["KEYS", &key]) == key)
+        })
+        .collect::<std::collections::HashSet<_>>();
+    assert!(
+        nodes_used.len() >= 2,
+        "sessions spread over the masters: {nodes_used:?}"
+    );
+
+    assert_eq!(logout(&client, &a.base, &tokens[0]).await, 204);
+    let (elapsed, body) =
+        wait_for_status(&client, &b.me(), &tokens[0], 401, Duration::from_secs(3)).await;
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "refused only after {elapsed:?}"
+    );
+    assert_eq!(body["error"], "invalid_token");
+    assert_eq!(get_json(&client, &b.me(), Some(&tokens[1])).await.0, 200);
+
+    assert_eq!(b.wx.revoke_user("o-cluster-1").await.unwrap(), 1);
+    let (elapsed, _) =
+        wait_for_status(&client, &a.me(), &tokens[1], 401, Duration::from_secs(3)).await;
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "refused only after {elapsed:?}"
+    );
+}

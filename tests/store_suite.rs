@@ -1,0 +1,444 @@
+//! One store test suite, run against every store: the memory store, the
+//! Redis store on one server, and the Redis store on a three-master Redis
+//! Cluster. Each case gets a fresh store (a fresh key prefix on Redis).
+//! On Redis the suite also looks at the keys themselves with redis-cli:
+//! expiry by TTL at the session's end, the user index's TTL, the prefix,
+//! and the compact encoding.
+
+mod common;
+#[path = "common/redis.rs"]
+mod redis_harness;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis_harness::{index_members, some_redis, unique_prefix, RedisCli, RedisCluster};
+use wxlogin::store::{MemoryStore, RedisStore, SessionRecord, SessionStore, StoreId};
+use wxlogin::Secret;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn new_id() -> StoreId {
+    let a = redis_harness::random_u64().to_be_bytes();
+    let b = redis_harness::random_u64().to_be_bytes();
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&a);
+    out[8..].copy_from_slice(&b);
+    StoreId(out)
+}
+
+/// A record for `openid` ending in `ttl_ms`, with an idle deadline in `idle_ms` if given.
+fn record(openid: &str, ttl_ms: u64, idle_ms: Option<u64>) -> SessionRecord {
+    let now = now_ms();
+    SessionRecord {
+        openid: openid.to_owned(),
+        unionid: Some(format!("union-{openid}")),
+        app_id: common::APP_ID.to_owned(),
+        session_key: Secret::new("c2Vzc2lvbi1rZXktMTIzNA=="),
+        data: br#"{"id":42,"name":"\u5f20\u4e09","vip":true}"#.to_vec(),
+        created_at_ms: now,
+        expires_at_ms: now + ttl_ms,
+        idle_expires_at_ms: idle_ms.map(|i| now + i),
+    }
+}
+
+/// What a case can see of Redis, when the store is a Redis store.
+struct RedisSide<'a> {
+    store: RedisStore,
+    cli: &'a dyn RedisCli,
+    /// `KEYS pattern` over every node.
+    keys: &'a (dyn Fn(&str) -> Vec<String> + Sync),
+}
+
+impl RedisSide<'_> {
+    fn pttl(&self, key: &str) -> i64 {
+        self.cli.cli_int(&["PTTL", key])
+    }
+    fn exists(&self, key: &str) -> bool {
+        self.cli.cli_int(&["EXISTS", key]) == 1
+    }
+}
+
+/// A fresh store under test.
+struct Subject<'a> {
+    store: Box<dyn SessionStore>,
+    redis: Option<RedisSide<'a>>,
+}
+
+async fn case_round_trip(s: &Subject<'_>) {
+    let full = record("o-rt", 3_600_000, Some(600_000));
+    let mut bare = record("o-rt2", 3_600_000, None);
+    bare.unionid = None;
+    bare.data = Vec::new();
+    for rec in [full, bare] {
+        let id = new_id();
+        s.store.create(id, rec.clone()).await.unwrap();
+        let loaded = s
+            .store
+            .load(id)
+            .await
+            .unwrap()
+            .expect("the created session loads");
+        assert_eq!(loaded, rec, "every field survives the round trip");
+        assert_eq!(loaded.session_key.expose(), "c2Vzc2lvbi1rZXktMTIzNA==");
+        assert_eq!(loaded.data, rec.data);
+    }
+}
+
+async fn case_create_does_not_overwrite(s: &Subject<'_>) {
+    let id = new_id();
+    let first = record("o-dup", 3_600_000, None);
+    s.store.create(id, first.clone()).await.unwrap();
+    let mut second = record("o-dup-other", 3_600_000, None);
+    second.data = b"{\"other\":1}".to_vec();
+    assert!(
+        s.store.create(id, second).await.is_err(),
+        "creating an existing id must fail"
+    );
+    assert_eq!(
+        s.store.load(id).await.unwrap(),
+        Some(first),
+        "the first record stays"
+    );
+}
+
+async fn case_load_unknown(s: &Subject<'_>) {
+    assert_eq!(s.store.load(new_id()).await.unwrap(), None);
+}
+
+async fn case_delete(s: &Subject<'_>) {
+    let id = new_id();
+    let other = new_id();
+    s.store
+        .create(id, record("o-del", 3_600_000, None))
+        .await
+        .unwrap();
+    s.store
+        .create(other, record("o-del", 3_600_000, None))
+        .await
+        .unwrap();
+    assert!(s.store.delete(id).await.unwrap(), "first delete finds it");
+    assert!(
+        !s.store.delete(id).await.unwrap(),
+        "second delete finds nothing"
+    );
+    assert_eq!(s.store.load(id).await.unwrap(), None);
+    assert!(
+        s.store.load(other).await.unwrap().is_some(),
+        "other sessions stay"
+    );
+    if let Some(r) = &s.redis {
+        assert!(!r.exists(&r.store.session_key(id)));
+    }
+}
+
+async fn case_touch(s: &Subject<'_>) {
+    let id = new_id();
+    let rec = record("o-touch", 3_600_000, Some(10_000));
+    s.store.create(id, rec.clone()).await.unwrap();
+    if let Some(r) = &s.redis {
+        let pttl = r.pttl(&r.store.session_key(id));
+        assert!(
+            (1..=10_000).contains(&pttl),
+            "the key expires at the idle deadline, PTTL {pttl}"
+        );
+    }
+    let moved = now_ms() + 20_000;
+    assert!(
+        s.store.touch(id, moved).await.unwrap(),
+        "touch finds the session"
+    );
+    let loaded = s.store.load(id).await.unwrap().unwrap();
+    assert_eq!(
+        loaded.idle_expires_at_ms,
+        Some(moved),
+        "load shows the new idle deadline"
+    );
+    assert_eq!(
+        loaded.expires_at_ms, rec.expires_at_ms,
+        "the absolute end does not move"
+    );
+    assert_eq!(
+        loaded.data, rec.data,
+        "touch leaves the rest of the record alone"
+    );
+    if let Some(r) = &s.redis {
+        let pttl = r.pttl(&r.store.session_key(id));
+        assert!(
+            (10_001..=20_000).contains(&pttl),
+            "the key's expiry moved with the idle deadline, PTTL {pttl}"
+        );
+    }
+    let missing = new_id();
+    assert!(
+        !s.store.touch(missing, moved).await.unwrap(),
+        "touch of a missing session"
+    );
+    assert_eq!(
+        s.store.load(missing).await.unwrap(),
+        None,
+        "touch creates nothing"
+    );
+    if let Some(r) = &s.redis {
+        assert!(!r.exists(&r.store.session_key(missing)));
+    }
+}
+
+async fn case_delete_user(s: &Subject<'_>) {
+    let (a1, a2, b1) = (new_id(), new_id(), new_id());
+    s.store
+        .create(a1, record("o-alice", 3_600_000, None))
+        .await
+        .unwrap();
+    s.store
+        .create(a2, record("o-alice", 7_200_000, Some(60_000)))
+        .await
+        .unwrap();
+    s.store
+        .create(b1, record("o-bob", 3_600_000, None))
+        .await
+        .unwrap();
+
+    let mut deleted = s.store.delete_user("o-alice").await.unwrap();
+    deleted.sort();
+    let mut want = vec![a1, a2];
+    want.sort();
+    assert_eq!(deleted, want, "delete_user returns exactly the user's ids");
+    assert_eq!(s.store.load(a1).await.unwrap(), None);
+    assert_eq!(s.store.load(a2).await.unwrap(), None);
+    assert!(
+        s.store.load(b1).await.unwrap().is_some(),
+        "another user's session stays"
+    );
+    assert!(
+        s.store.delete_user("o-alice").await.unwrap().is_empty(),
+        "nothing left"
+    );
+    assert!(s.store.delete_user("o-nobody").await.unwrap().is_empty());
+    if let Some(r) = &s.redis {
+        assert!(!r.exists(&r.store.user_key("o-alice")), "the index is gone");
+        assert!(!r.exists(&r.store.session_key(a1)));
+        assert!(!r.exists(&r.store.session_key(a2)));
+        assert_eq!(
+            index_members(r.cli, &r.store.user_key("o-bob")),
+            vec![b1.to_string()]
+        );
+    }
+}
+
+/// A session logged out on its own (`delete`) is not counted again by a
+/// later `delete_user`: it returns what it deleted.
+async fn case_delete_user_after_delete(s: &Subject<'_>) {
+    let (c1, c2) = (new_id(), new_id());
+    s.store
+        .create(c1, record("o-carol", 3_600_000, None))
+        .await
+        .unwrap();
+    s.store
+        .create(c2, record("o-carol", 3_600_000, None))
+        .await
+        .unwrap();
+    assert!(s.store.delete(c1).await.unwrap());
+    assert_eq!(s.store.delete_user("o-carol").await.unwrap(), vec![c2]);
+}
+
+async fn case_expiry(s: &Subject<'_>) {
+    let by_end = new_id();
+    let by_idle = new_id();
+    let live = new_id();
+    s.store
+        .create(by_end, record("o-exp", 300, None))
+        .await
+        .unwrap();
+    s.store
+        .create(by_idle, record("o-exp-idle", 3_600_000, Some(300)))
+        .await
+        .unwrap();
+    s.store
+        .create(live, record("o-exp-live", 3_600_000, None))
+        .await
+        .unwrap();
+    if let Some(r) = &s.redis {
+        for id in [by_end, by_idle] {
+            let pttl = r.pttl(&r.store.session_key(id));
+            assert!(
+                (1..=300).contains(&pttl),
+                "expiry set on create, PTTL {pttl}"
+            );
+        }
+        let pttl = r.pttl(&r.store.session_key(live));
+        assert!(pttl > 3_500_000, "PTTL {pttl} of a one-hour session");
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        s.store.load(by_end).await.unwrap(),
+        None,
+        "ended session is gone"
+    );
+    assert_eq!(
+        s.store.load(by_idle).await.unwrap(),
+        None,
+        "idle session is gone"
+    );
+    assert!(s.store.load(live).await.unwrap().is_some());
+    if let Some(r) = &s.redis {
+        assert!(
+            !r.exists(&r.store.session_key(by_end)),
+            "Redis expired the key"
+        );
+        assert!(
+            !r.exists(&r.store.session_key(by_idle)),
+            "Redis expired the key"
+        );
+    }
+}
+
+/// Redis only: the user index lives until its latest session ends, every
+/// key carries the prefix, and records use the compact encoding.
+async fn case_redis_layout(s: &Subject<'_>) {
+    let Some(r) = &s.redis else { return };
+    let (d1, d2) = (new_id(), new_id());
+    let rec1 = record("o-dave", 60_000, None);
+    s.store.create(d1, rec1.clone()).await.unwrap();
+    let user_key = r.store.user_key("o-dave");
+    let pttl = r.pttl(&user_key);
+    assert!(
+        (50_000..=60_000).contains(&pttl),
+        "the index expires with its session, PTTL {pttl}"
+    );
+    s.store
+        .create(d2, record("o-dave", 120_000, None))
+        .await
+        .unwrap();
+    let pttl = r.pttl(&user_key);
+    assert!(
+        (110_000..=120_000).contains(&pttl),
+        "the index expires with its latest session, PTTL {pttl}"
+    );
+    let mut members = index_members(r.cli, &user_key);
+    members.sort();
+    let mut want = vec![d1.to_string(), d2.to_string()];
+    want.sort();
+    assert_eq!(members, want);
+
+    let prefix = r.store.channel().trim_end_matches(":revoked").to_owned();
+    assert!(r.store.session_key(d1).starts_with(&format!("{prefix}:")));
+    let keys = (r.keys)(&format!("{prefix}:*"));
+    let mut want = vec![
+        r.store.session_key(d1),
+        r.store.session_key(d2),
+        user_key.clone(),
+    ];
+    want.sort();
+    assert_eq!(
+        keys, want,
+        "exactly the session keys and the index, all prefixed"
+    );
+    let default_prefixed = (r.keys)(&format!("wxlogin:*{d1}*"));
+    assert!(
+        default_prefixed.is_empty(),
+        "nothing under the default prefix"
+    );
+
+    let strlen = r.cli.cli_int(&["STRLEN", &r.store.session_key(d1)]);
+    assert_eq!(
+        strlen as usize,
+        rec1.encode().len(),
+        "the value is the compact encoding"
+    );
+    assert!(strlen < 200, "a small session takes {strlen} bytes");
+}
+
+macro_rules! run_cases {
+    ($make:expr, $($case:ident),+ $(,)?) => {
+        $(
+            eprintln!("store suite: {}", stringify!($case));
+            $case(&$make()).await;
+        )+
+    };
+}
+
+/// The suite: every case on a fresh store from `make`.
+async fn run_suite<'a>(make: impl Fn() -> Subject<'a>) {
+    run_cases!(
+        make,
+        case_round_trip,
+        case_create_does_not_overwrite,
+        case_load_unknown,
+        case_delete,
+        case_touch,
+        case_delete_user,
+        case_delete_user_after_delete,
+        case_expiry,
+        case_redis_layout,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store() {
+    run_suite(|| Subject {
+        // A short sweep, so that ended sessions are gone as in Redis.
+        store: Box::new(MemoryStore::with_sweep_interval(Duration::from_millis(50))),
+        redis: None,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_single() {
+    let redis = tokio::task::spawn_blocking(some_redis).await.unwrap();
+    let base = RedisStore::connect(&redis.url())
+        .await
+        .expect("connect to Redis");
+    let keys = |pattern: &str| -> Vec<String> {
+        let mut k: Vec<String> = redis
+            .cli(&["KEYS", pattern])
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        k.sort();
+        k
+    };
+    run_suite(|| {
+        let store = base.clone().with_prefix(&unique_prefix("suite"));
+        Subject {
+            store: Box::new(store.clone()),
+            redis: Some(RedisSide {
+                store,
+                cli: &redis,
+                keys: &keys,
+            }),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_cluster() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let urls = cluster.urls();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let base = RedisStore::connect_cluster(&urls)
+        .await
+        .expect("connect to the cluster");
+    let keys = |pattern: &str| cluster.keys(pattern);
+    run_suite(|| {
+        let store = base.clone().with_prefix(&unique_prefix("suite"));
+        Subject {
+            store: Box::new(store.clone()),
+            redis: Some(RedisSide {
+                store,
+                cli: &cluster,
+                keys: &keys,
+            }),
+        }
+    })
+    .await;
+}
