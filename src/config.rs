@@ -206,7 +206,7 @@ where
     pub(crate) async fn revoke_user(&self, openid: &str) -> Result<usize, StoreError> {
         let ids = self
             .sessions
-            .timed("revoke user", self.sessions.store().delete_user(openid))
+            .timed("delete_user", self.sessions.store().delete_user(openid))
             .await?;
         self.sessions.invalidate_store_ids(&ids);
         Ok(ids.len())

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument as _;
 
 use crate::config::Shared;
 use crate::error::{ErrorCode, Rejection};
@@ -250,7 +251,7 @@ where
         self.sessions.invalidate(&id, store_id);
         let deleted = self
             .sessions
-            .timed("session delete", self.sessions.store().delete(store_id))
+            .timed("delete", self.sessions.store().delete(store_id))
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "wxlogin: logout failed");
@@ -306,6 +307,7 @@ where
         };
 
         if let Some(state) = shared.sessions.get(&id) {
+            crate::observe::cache(true);
             let now = now_ms();
             match shared.freshness(&state, now) {
                 Freshness::Live => {
@@ -335,10 +337,21 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         let optional = self.optional;
+        crate::observe::cache(false);
+        let span = tracing::debug_span!(
+            "wxlogin.resolve",
+            cache = "miss",
+            outcome = tracing::field::Empty
+        );
         ResponseFuture {
             kind: Kind::Miss {
                 fut: Box::pin(async move {
-                    match shared.resolve_slow(id).await {
+                    let resolved = shared.resolve_slow(id).instrument(span.clone()).await;
+                    span.record("outcome", match &resolved {
+                        Ok(_) => "ok",
+                        Err(rej) => rej.code().as_str(),
+                    });
+                    match resolved {
                         Ok(state) => {
                             req.extensions_mut()
                                 .insert(AuthState::Authenticated(state, shared.api.clone()));
@@ -346,7 +359,10 @@ where
                         Err(rej) if optional => {
                             req.extensions_mut().insert(AuthState::Rejected(rej));
                         }
-                        Err(rej) => return Ok(rej.to_response().map(ResB::from)),
+                        Err(rej) => {
+                            crate::observe::rejected(rej.code().as_str());
+                            return Ok(rej.to_response().map(ResB::from));
+                        }
                     }
                     inner.call(req).await
                 }),
@@ -372,6 +388,7 @@ impl<S, T> WxLoginService<S, T> {
         ResB: From<Bytes>,
     {
         tracing::debug!(error = rej.code().as_str(), "wxlogin: request rejected");
+        crate::observe::rejected(rej.code().as_str());
         if self.optional {
             req.extensions_mut().insert(AuthState::Rejected(rej));
             return ResponseFuture {

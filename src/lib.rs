@@ -8,6 +8,7 @@ mod extract;
 mod layer;
 mod limit;
 mod login;
+mod observe;
 mod secret;
 mod session;
 pub mod store;
@@ -16,6 +17,10 @@ pub(crate) mod wechat;
 
 #[cfg(feature = "mock")]
 pub mod mock;
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use config::{TokenSource, WxLogin, WxLoginBuilder, DEFAULT_API_BASE};
 pub use error::{BuildError, ErrorCode, LoginError, Rejection, Renderer};

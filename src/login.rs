@@ -20,6 +20,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tower_service::Service;
+use tracing::Instrument as _;
 
 use crate::config::Shared;
 use crate::error::{ErrorCode, LoginError, Rejection};
@@ -103,22 +104,37 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let shared = self.shared.clone();
-        Box::pin(async move {
-            let started = Instant::now();
-            let res = match shared.login(req).await {
-                Ok(res) => res,
-                Err(rej) => {
-                    tracing::info!(
-                        outcome = "rejected",
-                        error = rej.code().as_str(),
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "wxlogin: login"
-                    );
-                    rej.to_response().map(Full::new)
-                }
-            };
-            Ok(res)
-        })
+        let span = tracing::info_span!(
+            "wxlogin.login",
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+            elapsed_ms = tracing::field::Empty,
+        );
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                let result = shared.login(req).await;
+                let span = tracing::Span::current();
+                span.record("elapsed_ms", started.elapsed().as_millis() as u64);
+                let res = match result {
+                    Ok(res) => {
+                        span.record("outcome", "ok");
+                        crate::observe::login("ok");
+                        res
+                    }
+                    Err(rej) => {
+                        let code = rej.code().as_str();
+                        span.record("outcome", "rejected");
+                        span.record("error", code);
+                        crate::observe::login(code);
+                        tracing::info!(outcome = "rejected", error = code, "wxlogin: login");
+                        rej.to_response().map(Full::new)
+                    }
+                };
+                Ok(res)
+            }
+            .instrument(span),
+        )
     }
 }
 
@@ -138,15 +154,42 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let shared = self.shared.clone();
         Box::pin(async move {
-            Ok(match shared.logout(req).await {
+            Ok(match shared.logout(req).instrument(tracing::info_span!("wxlogin.logout")).await {
                 Ok(()) => {
                     let mut res = Response::new(Full::new(Bytes::new()));
                     *res.status_mut() = StatusCode::NO_CONTENT;
                     res
                 }
-                Err(rej) => rej.to_response().map(Full::new),
+                Err(rej) => {
+                    crate::observe::rejected(rej.code().as_str());
+                    rej.to_response().map(Full::new)
+                }
             })
         })
+    }
+}
+
+/// The login code from a login body (JSON `{"code": "..."}`, whatever the
+/// content type), or the `bad_request` message saying what is wrong.
+///
+/// A code is a non-empty string of at most [`MAX_CODE_LEN`] visible ASCII
+/// characters; other fields are ignored.
+pub(crate) fn parse_login_body(body: &[u8]) -> Result<String, &'static str> {
+    let mut parsed: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|_| "the body must be a JSON object with a \"code\" string")?;
+    match parsed.remove("code") {
+        None | Some(serde_json::Value::Null) => Err("the body has no \"code\""),
+        Some(serde_json::Value::String(code)) => {
+            if code.is_empty()
+                || code.len() > MAX_CODE_LEN
+                || !code.bytes().all(|b| b.is_ascii_graphic())
+            {
+                Err("\"code\" must be the non-empty code from wx.login()")
+            } else {
+                Ok(code)
+            }
+        }
+        Some(_) => Err("\"code\" must be a string"),
     }
 }
 
@@ -190,7 +233,12 @@ where
             .code2session(&self.app_id, &self.app_secret, &code)
             .await;
         let wechat_ms = started.elapsed().as_millis() as u64;
-        let who = exchanged.map_err(|e| self.wechat_rejection(e, wechat_ms))?;
+        let who = exchanged.map_err(|e| {
+            let rej = self.wechat_rejection(e, wechat_ms);
+            crate::observe::wechat(rej.code().as_str(), started.elapsed());
+            rej
+        })?;
+        crate::observe::wechat("ok", started.elapsed());
         tracing::debug!(openid = %who.openid, wechat_ms, "wxlogin: code exchanged");
 
         let identity = Identity {
@@ -257,7 +305,7 @@ where
         // Only a stored session yields a token: on any store failure the client gets 503.
         self.sessions
             .timed(
-                "session create",
+                "create",
                 self.sessions.store().create(store_id, record.clone()),
             )
             .await
@@ -321,24 +369,7 @@ where
 
     /// The login code from a JSON body, whatever its content type.
     fn parse_code(&self, body: &[u8]) -> Result<String, Rejection> {
-        let bad = |msg: &'static str| self.reject(ErrorCode::BadRequest, msg);
-        let mut parsed: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(body)
-                .map_err(|_| bad("the body must be a JSON object with a \"code\" string"))?;
-        match parsed.remove("code") {
-            None | Some(serde_json::Value::Null) => Err(bad("the body has no \"code\"")),
-            Some(serde_json::Value::String(code)) => {
-                if code.is_empty()
-                    || code.len() > MAX_CODE_LEN
-                    || !code.bytes().all(|b| b.is_ascii_graphic())
-                {
-                    Err(bad("\"code\" must be the non-empty code from wx.login()"))
-                } else {
-                    Ok(code)
-                }
-            }
-            Some(_) => Err(bad("\"code\" must be a string")),
-        }
+        parse_login_body(body).map_err(|msg| self.reject(ErrorCode::BadRequest, msg))
     }
 
     fn wechat_rejection(&self, e: WeChatError, wechat_ms: u64) -> Rejection {

@@ -93,7 +93,7 @@ impl TokenKeys {
         (id, self.token_for(&id))
     }
 
-    fn token_for(&self, id: &SessionId) -> String {
+    pub(crate) fn token_for(&self, id: &SessionId) -> String {
         let key = &self.keys[0];
         let mut raw = [0u8; RAW_LEN];
         raw[0] = VERSION;

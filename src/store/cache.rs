@@ -151,19 +151,30 @@ where
         self.entries.invalidate(id);
     }
 
-    /// Runs a store call under the store timeout.
+    /// Runs a store call under the store timeout, and reports its latency.
+    /// `op` names the store method (`load`, `create`, ...).
     pub(crate) async fn timed<R>(
         &self,
-        what: &'static str,
+        op: &'static str,
         fut: impl Future<Output = Result<R, StoreError>>,
     ) -> Result<R, StoreError> {
-        match tokio::time::timeout(self.store_timeout, fut).await {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.store_timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::new(format_args!(
-                "{what} timed out after {:?}",
+                "store {op} timed out after {:?}",
                 self.store_timeout
             ))),
-        }
+        };
+        let elapsed = started.elapsed();
+        crate::observe::store(op, elapsed, result.is_ok());
+        tracing::trace!(
+            op,
+            ok = result.is_ok(),
+            store_us = elapsed.as_micros() as u64,
+            "wxlogin: store call"
+        );
+        result
     }
 
     /// The miss path: load from the store once for all concurrent callers.
@@ -198,17 +209,13 @@ where
 
     async fn load(&self, id: SessionId) -> Lookup<T> {
         let store_id = StoreId::of(&id);
-        let started = Instant::now();
-        let loaded = self.timed("session load", self.store.load(store_id)).await;
-        let elapsed_us = started.elapsed().as_micros() as u64;
-        let record = match loaded {
+        let record = match self.timed("load", self.store.load(store_id)).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(error = %e, elapsed_us, "wxlogin: session store load failed");
+                tracing::warn!(error = %e, "wxlogin: session store load failed");
                 return Err(e);
             }
         };
-        tracing::trace!(elapsed_us, found = record.is_some(), "wxlogin: store load");
         let Some(record) = record else {
             return Ok(Found::Unknown);
         };
@@ -223,6 +230,12 @@ where
         };
         let state = Arc::new(state);
         self.insert(id, state.clone());
+        // An invalidation that landed between the check above and the insert
+        // found nothing to evict: look again, so it cannot be missed.
+        if self.revoked.contains_key(&store_id) {
+            self.entries.invalidate(&id);
+            return Ok(Found::Unknown);
+        }
         Ok(Found::Live(state))
     }
 

@@ -69,7 +69,7 @@ struct Reply {
 }
 
 /// Reads a code2Session reply body, whatever its Content-Type said.
-fn parse_reply(body: &[u8]) -> Result<Code2Session, AttemptError> {
+pub(super) fn parse_reply(body: &[u8]) -> Result<Code2Session, AttemptError> {
     let reply: Reply = parse_json_reply(body)?;
     match (reply.openid, reply.session_key) {
         (Some(openid), Some(session_key)) if !openid.is_empty() && !session_key.is_empty() => {

@@ -135,6 +135,15 @@ fn errcode_error(errcode: i64, errmsg: Option<String>) -> AttemptError {
     }
 }
 
+/// Reads a `code2Session` reply body: the exchange, or the error and whether
+/// it would be retried. For the fuzz targets and property tests.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn parse_code2session_reply(
+    body: &[u8],
+) -> Result<Code2Session, (WeChatError, bool)> {
+    code2session::parse_reply(body).map_err(|f| (f.error, f.retry))
+}
+
 /// A reqwest error as a reason string, without the URL (its query holds the secret).
 fn transport_reason(err: reqwest::Error) -> String {
     let err = err.without_url();

@@ -1,0 +1,693 @@
+//! A hostile WeChat: the login route over real HTTP on loopback against
+//! replies that a real network produces on a bad day. Each case checks the
+//! four things a client and an operator rely on:
+//!
+//! 1. the client gets the error-table row it can act on (status, `error`,
+//!    `relogin`, `Retry-After` only on 429), in the default wire format;
+//! 2. within the WeChat deadline (with a generous margin for a loaded machine);
+//! 3. no panic anywhere in the process (a panic hook counts them), and the
+//!    server keeps serving: a normal login works right after;
+//! 4. nothing is stored: the counting store saw no `create`, and the memory
+//!    store behind it holds no session.
+//!
+//! `tests/login_route.rs` already maps WeChat's error codes (numbers and
+//! strings), busy retries, a slow reply and non-JSON bodies to the error
+//! table; this file adds what it leaves out: huge and endless replies,
+//! dripping bodies, reset connections, empty bodies, 5xx replies with JSON
+//! bodies (success-shaped ones included), late replies after the deadline,
+//! and the store check on every one of them. The fake WeChat plays most of
+//! the roles; a few raw TCP servers here play the ones it cannot (a body
+//! that never ends, or arrives one byte at a time).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use wxlogin::mock::{FakeReply, FakeWeChat};
+use wxlogin::{WxLogin, WxLoginBuilder, WxUser};
+
+use common::{fake_wechat, serve, CountingStore, APP_ID, APP_SECRET};
+
+/// The overall WeChat deadline of these tests.
+const DEADLINE: Duration = Duration::from_secs(2);
+/// One attempt's limit: three attempts fit in the deadline.
+const ATTEMPT: Duration = Duration::from_millis(600);
+/// Attempts per exchange.
+const ATTEMPTS: u32 = 3;
+/// Slack on top of the deadline for a loaded 2-core machine.
+const MARGIN: Duration = Duration::from_secs(5);
+/// The largest reply the client reads (the builder's fixed 64 KiB).
+const MAX_REPLY: usize = 64 * 1024;
+
+// ---------------------------------------------------------------- panic count
+
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts every panic in this test process (any thread, any task), then
+/// prints it as usual. Installed once.
+fn count_panics() {
+    static HOOK: OnceLock<()> = OnceLock::new();
+    HOOK.get_or_init(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+}
+
+fn assert_no_panic() {
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "something panicked");
+}
+
+// ---------------------------------------------------------------- rig
+
+/// An app on loopback with a counting store, talking to `api_base`.
+struct Rig {
+    store: CountingStore,
+    base: String,
+    client: reqwest::Client,
+}
+
+fn builder(api_base: String, store: &CountingStore) -> WxLoginBuilder<()> {
+    WxLogin::builder()
+        .app_id(APP_ID)
+        .app_secret(APP_SECRET)
+        .api_base(api_base)
+        .store(store.clone())
+        .wechat_timeouts(Duration::from_secs(1), ATTEMPT, DEADLINE)
+        .wechat_attempts(ATTEMPTS)
+}
+
+async fn rig_for(api_base: String) -> Rig {
+    count_panics();
+    let store = CountingStore::new();
+    let wx = builder(api_base, &store).build().unwrap();
+    let app = Router::new()
+        .route(
+            "/api/me",
+            get(|user: WxUser| async move { Json(json!({"openid": user.openid()})) }),
+        )
+        .layer(wx.layer())
+        .route_service("/wx/login", wx.login_service());
+    Rig {
+        store,
+        base: serve(app).await,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    }
+}
+
+async fn rig() -> (FakeWeChat, Rig) {
+    let fake = fake_wechat().await;
+    let rig = rig_for(fake.base_url()).await;
+    (fake, rig)
+}
+
+/// What the client saw, and how long it waited.
+struct Reply {
+    status: u16,
+    retry_after: Option<String>,
+    body: Value,
+    text: String,
+    elapsed: Duration,
+}
+
+impl Rig {
+    async fn login(&self, code: &str) -> Reply {
+        let started = Instant::now();
+        let res = self
+            .client
+            .post(format!("{}/wx/login", self.base))
+            .header("content-type", "application/json")
+            .body(json!({ "code": code }).to_string())
+            .send()
+            .await
+            .expect("the server answered (no dropped connection)");
+        let status = res.status().as_u16();
+        let retry_after = res
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = res.text().await.unwrap();
+        Reply {
+            status,
+            retry_after,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    fn creates(&self) -> usize {
+        self.store.creates.load(Ordering::SeqCst)
+    }
+
+    /// Nothing stored: no create call, and no session in the store.
+    fn assert_nothing_stored(&self, what: &str) {
+        assert_eq!(self.creates(), 0, "{what}: a session was created");
+        assert_eq!(
+            self.store.inner.len(),
+            0,
+            "{what}: the store holds a session"
+        );
+    }
+
+    /// A normal login after the hostile one works, and its token opens /api/me.
+    async fn assert_still_serves(&self, fake: &FakeWeChat, openid: &str) {
+        let before = self.creates();
+        let reply = self.login(&fake.mint_code(openid)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.body["openid"], openid);
+        let token = reply.body["token"].as_str().unwrap();
+        let me = self
+            .client
+            .get(format!("{}/api/me", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), 200);
+        assert_eq!(self.creates(), before + 1);
+        assert_eq!(self.store.inner.len(), before + 1);
+    }
+}
+
+/// Asserts the error-table row, the wire format and the time bound.
+fn assert_row(what: &str, reply: &Reply, status: u16, code: &str, relogin: bool) {
+    assert_eq!(reply.status, status, "{what}: {}", reply.text);
+    assert_eq!(reply.body["error"], code, "{what}: {}", reply.text);
+    assert_eq!(reply.body["relogin"], relogin, "{what}: {}", reply.text);
+    assert!(
+        reply.body["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{what}: {}",
+        reply.text
+    );
+    assert_eq!(
+        reply.body.as_object().map(|o| o.len()),
+        Some(3),
+        "{what}: {}",
+        reply.text
+    );
+    assert_eq!(reply.retry_after.is_some(), status == 429, "{what}");
+    assert!(
+        reply.elapsed < DEADLINE + MARGIN,
+        "{what}: answered after {:?}",
+        reply.elapsed
+    );
+    // Whatever WeChat sent never reaches the client.
+    for leaked in ["html", "Gateway", "o-mallory", "session_key", APP_SECRET] {
+        assert!(!reply.text.contains(leaked), "{what}: {}", reply.text);
+    }
+}
+
+/// Queues `replies` in front of the fake's normal behaviour, logs in once,
+/// and checks the row, the WeChat call count and that nothing was stored.
+async fn hostile(
+    what: &str,
+    replies: &[FakeReply],
+    row: (u16, &str, bool),
+    calls: usize,
+) -> (FakeWeChat, Rig) {
+    let (fake, rig) = rig().await;
+    for reply in replies {
+        fake.push_reply(reply.clone());
+    }
+    let reply = rig.login(&fake.mint_code("o-alice")).await;
+    assert_row(what, &reply, row.0, row.1, row.2);
+    assert_eq!(fake.code2session_calls(), calls, "{what}: WeChat calls");
+    rig.assert_nothing_stored(what);
+    assert_no_panic();
+    (fake, rig)
+}
+
+const UNAVAILABLE: (u16, &str, bool) = (503, "wechat_unavailable", false);
+
+fn repeat(reply: FakeReply) -> Vec<FakeReply> {
+    vec![reply; ATTEMPTS as usize]
+}
+
+// ---------------------------------------------------------------- raw servers
+
+/// A WeChat that answers every request with `head` and then `body_chunk`
+/// forever (or until the client goes away), pausing `pause` between chunks.
+struct RawWeChat {
+    base: String,
+    /// Body bytes written, over all connections.
+    written: Arc<AtomicU64>,
+    connections: Arc<AtomicUsize>,
+    /// Set once a write failed: the client closed the connection.
+    client_gone: Arc<AtomicBool>,
+}
+
+async fn raw_wechat(head: &'static str, body_chunk: Vec<u8>, pause: Duration) -> RawWeChat {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let client_gone = Arc::new(AtomicBool::new(false));
+    let (w, c, g) = (written.clone(), connections.clone(), client_gone.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            let (w, g, chunk) = (w.clone(), g.clone(), body_chunk.clone());
+            tokio::spawn(async move {
+                // Read the request head (a GET: no body).
+                let mut buf = Vec::new();
+                let mut byte = [0u8; 1024];
+                while !buf.windows(4).any(|win| win == b"\r\n\r\n") {
+                    match stream.read(&mut byte).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&byte[..n]),
+                    }
+                }
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    g.store(true, Ordering::SeqCst);
+                    return;
+                }
+                loop {
+                    if stream.write_all(&chunk).await.is_err() {
+                        g.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    w.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+            });
+        }
+    });
+    RawWeChat {
+        base: format!("http://{addr}"),
+        written,
+        connections,
+        client_gone,
+    }
+}
+
+impl RawWeChat {
+    /// Waits (up to 10 s) until the client has closed the connection.
+    async fn wait_client_gone(&self) {
+        let started = Instant::now();
+        while !self.client_gone.load(Ordering::SeqCst) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the client kept reading: {} bytes so far",
+                self.written.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A 16 KiB chunk of what looks like the start of a success reply's padding.
+fn padding_chunk() -> Vec<u8> {
+    b"x".repeat(16 * 1024)
+}
+
+// ---------------------------------------------------------------- huge replies
+
+#[tokio::test]
+async fn a_huge_reply_is_refused_after_a_bounded_read_and_not_retried() {
+    // 1 MiB of a success-shaped reply, from the fake: too long, so refused
+    // whole, even though it holds an openid and a session_key.
+    let huge = format!(
+        r#"{{"openid":"o-mallory","session_key":"k","pad":"{}"}}"#,
+        "x".repeat(1024 * 1024)
+    );
+    let (fake, rig) = hostile(
+        "1 MiB reply",
+        &[FakeReply::Body(huge)],
+        UNAVAILABLE,
+        // The same reply would come again: a huge reply is not retried.
+        1,
+    )
+    .await;
+    rig.assert_still_serves(&fake, "o-bob").await;
+    assert_no_panic();
+}
+
+#[tokio::test]
+async fn an_endless_reply_is_cut_off_at_the_read_limit() {
+    // 200, chunked, and a body that never ends.
+    let raw = raw_wechat(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n",
+        {
+            let chunk = padding_chunk();
+            let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+            framed.extend_from_slice(&chunk);
+            framed.extend_from_slice(b"\r\n");
+            framed
+        },
+        Duration::ZERO,
+    )
+    .await;
+    let rig = rig_for(raw.base.clone()).await;
+    let reply = rig.login("any-code").await;
+    assert_row(
+        "endless chunked reply",
+        &reply,
+        503,
+        "wechat_unavailable",
+        false,
+    );
+    raw.wait_client_gone().await;
+    // The client stopped at 64 KiB; what the server got out is that plus
+    // what the loopback socket buffers absorbed, nowhere near unbounded.
+    let written = raw.written.load(Ordering::SeqCst);
+    assert!(written >= MAX_REPLY as u64, "{written}");
+    assert!(written < 64 * 1024 * 1024, "read {written} bytes");
+    assert_eq!(raw.connections.load(Ordering::SeqCst), 1, "retried");
+    rig.assert_nothing_stored("endless chunked reply");
+    assert_no_panic();
+}
+
+#[tokio::test]
+async fn a_declared_huge_length_is_refused_before_reading_the_body() {
+    let raw = raw_wechat(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n",
+        padding_chunk(),
+        Duration::ZERO,
+    )
+    .await;
+    let rig = rig_for(raw.base.clone()).await;
+    let reply = rig.login("any-code").await;
+    assert_row(
+        "1 GiB content-length",
+        &reply,
+        503,
+        "wechat_unavailable",
+        false,
+    );
+    raw.wait_client_gone().await;
+    assert!(raw.written.load(Ordering::SeqCst) < 64 * 1024 * 1024);
+    assert_eq!(raw.connections.load(Ordering::SeqCst), 1, "retried");
+    rig.assert_nothing_stored("1 GiB content-length");
+    assert_no_panic();
+}
+
+// ---------------------------------------------------------------- slow replies
+
+#[tokio::test]
+async fn a_reply_dripping_one_byte_at_a_time_times_out_within_the_deadline() {
+    // Headers at once, then a byte every 100 ms of a 200-byte body: each
+    // attempt ends at its own time limit, and the whole login at the deadline.
+    let raw = raw_wechat(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 200\r\n\r\n",
+        b" ".to_vec(),
+        Duration::from_millis(100),
+    )
+    .await;
+    let rig = rig_for(raw.base.clone()).await;
+    let reply = rig.login("any-code").await;
+    assert_row("dripping body", &reply, 503, "wechat_unavailable", false);
+    let connections = raw.connections.load(Ordering::SeqCst);
+    assert!(
+        (1..=ATTEMPTS as usize).contains(&connections),
+        "{connections}"
+    );
+    rig.assert_nothing_stored("dripping body");
+    assert_no_panic();
+}
+
+#[tokio::test]
+async fn slow_attempts_are_retried_inside_the_deadline_then_503() {
+    // Every attempt is slower than its own limit; the retries still end by
+    // the overall deadline, not after three full attempts' worth of waiting.
+    let (fake, rig) = rig().await;
+    fake.set_latency(Duration::from_secs(30));
+    let reply = rig.login(&fake.mint_code("o-alice")).await;
+    assert_row("slow every time", &reply, 503, "wechat_unavailable", false);
+    let calls = fake.code2session_calls();
+    assert!((1..=ATTEMPTS as usize).contains(&calls), "{calls}");
+    rig.assert_nothing_stored("slow every time");
+    fake.set_latency(Duration::ZERO);
+    rig.assert_still_serves(&fake, "o-bob").await;
+    assert_no_panic();
+}
+
+#[tokio::test]
+async fn a_success_arriving_after_the_deadline_stores_nothing_later() {
+    // WeChat consumes the code and answers a success, but only after the
+    // client gave up: the late answer must not create a session afterwards.
+    let store = CountingStore::new();
+    count_panics();
+    let fake = fake_wechat().await;
+    let wx = builder(fake.base_url(), &store)
+        .wechat_timeouts(
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+            Duration::from_millis(800),
+        )
+        .build()
+        .unwrap();
+    let app = Router::new().route_service("/wx/login", wx.login_service());
+    let rig = Rig {
+        store,
+        base: serve(app).await,
+        client: reqwest::Client::new(),
+    };
+    fake.push_reply(FakeReply::Delay(Duration::from_millis(1500)));
+    let reply = rig.login(&fake.mint_code("o-alice")).await;
+    assert_row("late success", &reply, 503, "wechat_unavailable", false);
+    assert_eq!(fake.code2session_calls(), 1);
+    // Past the moment the late success was sent.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    rig.assert_nothing_stored("late success");
+    assert_no_panic();
+}
+
+// ---------------------------------------------------------------- broken connections
+
+#[tokio::test]
+async fn a_reset_connection_every_time_is_503_after_the_attempts() {
+    let (fake, rig) = hostile(
+        "reset every time",
+        &repeat(FakeReply::Reset),
+        UNAVAILABLE,
+        ATTEMPTS as usize,
+    )
+    .await;
+    rig.assert_still_serves(&fake, "o-bob").await;
+}
+
+#[tokio::test]
+async fn a_single_reset_is_retried_to_a_stored_session() {
+    let (fake, rig) = rig().await;
+    fake.push_reply(FakeReply::Reset);
+    let reply = rig.login(&fake.mint_code("o-alice")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["openid"], "o-alice");
+    assert_eq!(fake.code2session_calls(), 2);
+    assert_eq!(rig.creates(), 1);
+    assert_no_panic();
+}
+
+#[tokio::test]
+async fn a_wechat_that_is_not_listening_is_503() {
+    // Bind, learn the port, close: connections are refused.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let rig = rig_for(base).await;
+    let reply = rig.login("any-code").await;
+    assert_row(
+        "connection refused",
+        &reply,
+        503,
+        "wechat_unavailable",
+        false,
+    );
+    rig.assert_nothing_stored("connection refused");
+    assert_no_panic();
+}
+
+// ---------------------------------------------------------------- odd bodies
+
+#[tokio::test]
+async fn html_error_pages_are_503_and_store_nothing() {
+    let page = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>\
+                <body><center><h1>502 Bad Gateway</h1></center><hr>nginx</body></html>";
+    // A 200 with a page (a captive portal or a misrouted proxy) and a 502
+    // page are retried; a 404 page is final.
+    hostile(
+        "200 HTML page",
+        &repeat(FakeReply::Body(page.into())),
+        UNAVAILABLE,
+        3,
+    )
+    .await;
+    hostile(
+        "502 HTML page",
+        &repeat(FakeReply::Status(502, page.into())),
+        UNAVAILABLE,
+        3,
+    )
+    .await;
+    let (fake, rig) = hostile(
+        "404 HTML page",
+        &[FakeReply::Status(404, page.into())],
+        UNAVAILABLE,
+        1,
+    )
+    .await;
+    rig.assert_still_serves(&fake, "o-bob").await;
+}
+
+#[tokio::test]
+async fn empty_bodies_are_503_and_store_nothing() {
+    hostile(
+        "200 empty",
+        &repeat(FakeReply::Body(String::new())),
+        UNAVAILABLE,
+        3,
+    )
+    .await;
+    hostile(
+        "204 no content",
+        &repeat(FakeReply::Status(204, String::new())),
+        UNAVAILABLE,
+        3,
+    )
+    .await;
+    let (fake, rig) = hostile(
+        "whitespace only",
+        &repeat(FakeReply::Body(" \r\n\t ".into())),
+        UNAVAILABLE,
+        3,
+    )
+    .await;
+    rig.assert_still_serves(&fake, "o-bob").await;
+}
+
+#[tokio::test]
+async fn truncated_json_is_503_and_stores_nothing() {
+    // Everything a success needs is there but the closing brace.
+    let cut = r#"{"openid":"o-mallory","session_key":"a2V5a2V5a2V5a2V5a2V5aw==""#;
+    for (what, body) in [
+        ("truncated success", cut.to_owned()),
+        ("truncated errcode", r#"{"errcode":400"#.to_owned()),
+        ("truncated mid-string", r#"{"openid":"o-mall"#.to_owned()),
+        ("lone brace", "{".to_owned()),
+    ] {
+        hostile(
+            what,
+            &repeat(FakeReply::Body(body)),
+            UNAVAILABLE,
+            ATTEMPTS as usize,
+        )
+        .await;
+    }
+    // A success without a session_key is complete JSON but unusable; WeChat
+    // may have consumed the code, so it is final.
+    hostile(
+        "no session_key",
+        &[FakeReply::Body(r#"{"openid":"o-mallory"}"#.into())],
+        UNAVAILABLE,
+        1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn errcode_as_an_odd_string_is_handled_and_stores_nothing() {
+    // Numeric strings map like numbers (also in login_route.rs); these add
+    // the store check and the strings that are not numbers.
+    let cases: [(&str, Vec<FakeReply>, (u16, &str, bool), usize); 6] = [
+        (
+            "\"40029\"",
+            vec![FakeReply::ErrcodeAsString(40029)],
+            (400, "invalid_code", true),
+            1,
+        ),
+        (
+            "\"45011\"",
+            vec![FakeReply::ErrcodeAsString(45011)],
+            (429, "rate_limited", false),
+            1,
+        ),
+        (
+            "\"40013\"",
+            vec![FakeReply::ErrcodeAsString(40013)],
+            (500, "misconfigured", false),
+            1,
+        ),
+        (
+            "\"-1\" every time",
+            repeat(FakeReply::ErrcodeAsString(-1)),
+            UNAVAILABLE,
+            3,
+        ),
+        (
+            "non-numeric errcode",
+            repeat(FakeReply::Body(
+                r#"{"errcode":"busy","errmsg":"system error"}"#.into(),
+            )),
+            UNAVAILABLE,
+            3,
+        ),
+        (
+            "errcode string with a success body",
+            repeat(FakeReply::Body(
+                r#"{"errcode":"oops","openid":"o-mallory","session_key":"k"}"#.into(),
+            )),
+            UNAVAILABLE,
+            3,
+        ),
+    ];
+    for (what, replies, row, calls) in cases {
+        hostile(what, &replies, row, calls).await;
+    }
+}
+
+#[tokio::test]
+async fn a_5xx_with_a_json_body_is_503_whatever_the_body_says() {
+    // The status wins: a 500 is never read as a success, nor as an errcode.
+    let cases = [
+        (
+            "500 success-shaped",
+            r#"{"errcode":0,"openid":"o-mallory","session_key":"a2V5a2V5a2V5a2V5a2V5aw=="}"#,
+        ),
+        (
+            "500 errcode 40029",
+            r#"{"errcode":40029,"errmsg":"invalid code"}"#,
+        ),
+        (
+            "500 errcode -1",
+            r#"{"errcode":-1,"errmsg":"system error"}"#,
+        ),
+        ("500 empty object", "{}"),
+    ];
+    for (what, body) in cases {
+        hostile(
+            what,
+            &repeat(FakeReply::Status(500, body.into())),
+            UNAVAILABLE,
+            ATTEMPTS as usize,
+        )
+        .await;
+    }
+    // One 500 then the normal reply: retried to a real session.
+    let (fake, rig) = rig().await;
+    fake.push_reply(FakeReply::Status(500, cases[0].1.into()));
+    let reply = rig.login(&fake.mint_code("o-alice")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["openid"], "o-alice", "the 500's body was used");
+    assert_eq!(rig.creates(), 1);
+    assert_no_panic();
+}
