@@ -295,6 +295,7 @@ async fn decrypt(
 ) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
     session
         .decrypt::<Value>(&req.encrypted_data, &req.iv)
+        .await
         .map(Json)
         .map_err(|e| decrypt_error(&e))
 }
@@ -322,6 +323,7 @@ async fn werun(
 ) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
     let run: WeRun = session
         .decrypt(&req.encrypted_data, &req.iv)
+        .await
         .map_err(|e| decrypt_error(&e))?;
     let total: u64 = run.step_info_list.iter().map(|d| d.step).sum();
     let latest = run.step_info_list.iter().max_by_key(|d| d.timestamp);

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::error::{BuildError, ErrorCode, LoginError, Rejection, Renderer};
 use crate::layer::WxLoginLayer;
 use crate::login::{LoginService, LogoutService};
-use crate::session::Identity;
+use crate::session::{Identity, SessionContext};
 use crate::store::cache::SessionCache;
 use crate::store::{Invalidation, MemoryStore, SessionStore, StoreError};
 use crate::token::{TokenKeys, MIN_KEY_LEN};
@@ -584,10 +584,13 @@ impl<T> WxLoginBuilder<T> {
             idle_refresh_ms,
             keys,
             sessions: SessionCache::new(
-                store,
+                Arc::new(SessionContext {
+                    api: api.clone(),
+                    store,
+                    store_timeout: self.store_timeout,
+                }),
                 self.cache_capacity,
                 self.cache_ttl,
-                self.store_timeout,
             ),
             wechat,
             api,

@@ -16,7 +16,7 @@ use crate::crypto::{self, CryptoError};
 use crate::error::{ErrorCode, Rejection};
 use crate::layer::AuthState;
 use crate::session::{ms_to_system_time, ErasedSession, SessionState};
-use crate::wechat::{PhoneInfo, WeChatApi, WeChatApiError};
+use crate::wechat::{PhoneInfo, WeChatApiError};
 use crate::Secret;
 
 fn missing_layer(what: &'static str) -> Rejection {
@@ -145,7 +145,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Rejection> {
         match state_of(parts) {
-            Some(AuthState::Authenticated(s, _)) => downcast(s),
+            Some(AuthState::Authenticated(s)) => downcast(s),
             Some(AuthState::Rejected(r)) => Err(r.clone()),
             None => Err(missing_layer("WxUser")),
         }
@@ -163,7 +163,7 @@ where
     /// the client logs in again rather than silently browsing anonymously.
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Rejection> {
         match state_of(parts) {
-            Some(AuthState::Authenticated(s, _)) => downcast(s).map(Some),
+            Some(AuthState::Authenticated(s)) => downcast(s).map(Some),
             Some(AuthState::Rejected(r)) if r.code() == ErrorCode::MissingToken => Ok(None),
             Some(AuthState::Rejected(r)) => Err(r.clone()),
             None => Err(missing_layer("WxUser")),
@@ -187,7 +187,6 @@ where
 #[derive(Clone)]
 pub struct WxSession {
     state: Arc<dyn ErasedSession>,
-    api: Arc<WeChatApi>,
 }
 
 impl fmt::Debug for WxSession {
@@ -224,9 +223,13 @@ impl WxSession {
     /// `session_key` and checks that its `watermark.appid` is this app's;
     /// see [`crypto::decrypt_json`].
     ///
-    /// When [`CryptoError::relogin`] is true the data was most likely
-    /// encrypted under a newer `session_key` (the client ran `wx.login`
-    /// since this session's login): tell the client to log in again.
+    /// WeChat keeps one valid `session_key` per user, and a login on any
+    /// device replaces it; when this session's key fails, the user's newest
+    /// key (kept by the store at every login) is tried too, so data
+    /// encrypted after the latest `wx.login` decrypts. When that fails too
+    /// and [`CryptoError::relogin`] is true, the client holds a key WeChat no
+    /// longer uses (it ran `wx.login` without posting the code): tell it to
+    /// log in again.
     ///
     /// ```
     /// use axum::{http::StatusCode, Json};
@@ -239,23 +242,40 @@ impl WxSession {
     /// struct Encrypted { encrypted_data: String, iv: String }
     ///
     /// async fn decrypt(session: WxSession, Json(body): Json<Encrypted>) -> (StatusCode, Json<Value>) {
-    ///     match session.decrypt::<Value>(&body.encrypted_data, &body.iv) {
+    ///     match session.decrypt::<Value>(&body.encrypted_data, &body.iv).await {
     ///         Ok(data) => (StatusCode::OK, Json(data)),
     ///         Err(e) => (StatusCode::BAD_REQUEST, Json(json!({ "relogin": e.relogin() }))),
     ///     }
     /// }
     /// ```
-    pub fn decrypt<T: DeserializeOwned>(
+    pub async fn decrypt<T: DeserializeOwned>(
         &self,
         encrypted_data: &str,
         iv: &str,
     ) -> Result<T, CryptoError> {
-        crypto::decrypt_json(
-            self.session_key().expose(),
-            encrypted_data,
-            iv,
-            self.app_id(),
+        let core = self.state.core();
+        let first =
+            crypto::decrypt_json(core.session_key.expose(), encrypted_data, iv, &core.app_id);
+        let err = match first {
+            Err(e) if e.relogin() => e,
+            other => return other,
+        };
+        // WeChat keeps one valid session_key per user: a later login (maybe
+        // on another device) replaced this session's key, and the data was
+        // encrypted with the newest one, which the store remembers.
+        let ctx = &core.ctx;
+        let latest = tokio::time::timeout(
+            ctx.store_timeout,
+            ctx.store.latest_session_key(&core.openid),
         )
+        .await;
+        match latest {
+            Ok(Ok(Some(key))) if key != core.session_key => {
+                crypto::decrypt_json(key.expose(), encrypted_data, iv, &core.app_id)
+                    .map_err(|_| err)
+            }
+            _ => Err(err),
+        }
     }
 
     /// Checks a `rawData` signature against this session's `session_key`
@@ -274,7 +294,10 @@ impl WxSession {
     /// [`WeChatApiError::SessionKeyInvalid`] and `encryptedData` made since
     /// will not decrypt with this session; the client should log in again.
     pub async fn check_with_wechat(&self) -> Result<(), WeChatApiError> {
-        self.api
+        self.state
+            .core()
+            .ctx
+            .api
             .check_session_key(self.openid(), self.session_key())
             .await
     }
@@ -283,7 +306,7 @@ impl WxSession {
     /// (`e.detail.code`: single use, valid five minutes); see
     /// [`WxLogin::phone_number`](crate::WxLogin::phone_number).
     pub async fn phone_number(&self, code: &str) -> Result<PhoneInfo, WeChatApiError> {
-        self.api.phone_number(code).await
+        self.state.core().ctx.api.phone_number(code).await
     }
 }
 
@@ -292,10 +315,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WxSession {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Rejection> {
         match state_of(parts) {
-            Some(AuthState::Authenticated(s, api)) => Ok(WxSession {
-                state: s.clone(),
-                api: api.clone(),
-            }),
+            Some(AuthState::Authenticated(s)) => Ok(WxSession { state: s.clone() }),
             Some(AuthState::Rejected(r)) => Err(r.clone()),
             None => Err(missing_layer("WxSession")),
         }

@@ -31,7 +31,7 @@ use crate::token::SessionId;
 #[derive(Clone)]
 pub(crate) enum AuthState {
     /// A live session, and the WeChat APIs [`WxSession`](crate::WxSession) calls.
-    Authenticated(Arc<dyn ErasedSession>, Arc<crate::wechat::WeChatApi>),
+    Authenticated(Arc<dyn ErasedSession>),
     /// No token, or one that failed (optional mode only): the extractors answer it.
     Rejected(Rejection),
 }
@@ -312,8 +312,7 @@ where
             match shared.freshness(&state, now) {
                 Freshness::Live => {
                     shared.touch_on_use(&state, now);
-                    req.extensions_mut()
-                        .insert(AuthState::Authenticated(state, shared.api.clone()));
+                    req.extensions_mut().insert(AuthState::Authenticated(state));
                     return ResponseFuture {
                         kind: Kind::Inner {
                             fut: self.inner.call(req),
@@ -347,14 +346,16 @@ where
             kind: Kind::Miss {
                 fut: Box::pin(async move {
                     let resolved = shared.resolve_slow(id).instrument(span.clone()).await;
-                    span.record("outcome", match &resolved {
-                        Ok(_) => "ok",
-                        Err(rej) => rej.code().as_str(),
-                    });
+                    span.record(
+                        "outcome",
+                        match &resolved {
+                            Ok(_) => "ok",
+                            Err(rej) => rej.code().as_str(),
+                        },
+                    );
                     match resolved {
                         Ok(state) => {
-                            req.extensions_mut()
-                                .insert(AuthState::Authenticated(state, shared.api.clone()));
+                            req.extensions_mut().insert(AuthState::Authenticated(state));
                         }
                         Err(rej) if optional => {
                             req.extensions_mut().insert(AuthState::Rejected(rej));

@@ -154,17 +154,23 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let shared = self.shared.clone();
         Box::pin(async move {
-            Ok(match shared.logout(req).instrument(tracing::info_span!("wxlogin.logout")).await {
-                Ok(()) => {
-                    let mut res = Response::new(Full::new(Bytes::new()));
-                    *res.status_mut() = StatusCode::NO_CONTENT;
-                    res
-                }
-                Err(rej) => {
-                    crate::observe::rejected(rej.code().as_str());
-                    rej.to_response().map(Full::new)
-                }
-            })
+            Ok(
+                match shared
+                    .logout(req)
+                    .instrument(tracing::info_span!("wxlogin.logout"))
+                    .await
+                {
+                    Ok(()) => {
+                        let mut res = Response::new(Full::new(Bytes::new()));
+                        *res.status_mut() = StatusCode::NO_CONTENT;
+                        res
+                    }
+                    Err(rej) => {
+                        crate::observe::rejected(rej.code().as_str());
+                        rej.to_response().map(Full::new)
+                    }
+                },
+            )
         })
     }
 }
@@ -316,9 +322,31 @@ where
                     "the session store is unavailable; try again shortly",
                 )
             })?;
+        // WeChat keeps one valid session_key per user: remember the newest,
+        // so sessions from earlier logins decrypt data made after this one.
+        // A failure costs only that fallback, not the login.
+        if let Err(e) = self
+            .sessions
+            .timed(
+                "put_latest_session_key",
+                self.sessions.store().put_latest_session_key(
+                    &record.openid,
+                    record.session_key.clone(),
+                    record.expires_at_ms,
+                ),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "wxlogin: keeping the newest session_key failed");
+        }
         let mut record = record;
         record.data = Vec::new();
-        let state = Arc::new(SessionState::from_record(store_id, record, data));
+        let state = Arc::new(SessionState::from_record(
+            self.sessions.ctx().clone(),
+            store_id,
+            record,
+            data,
+        ));
         self.sessions.insert(id, state.clone());
 
         let body = serde_json::to_vec(&LoginReply {

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::store::StoreId;
+use crate::store::{SessionStore, StoreId};
+use crate::wechat::WeChatApi;
 use crate::Secret;
 
 /// Milliseconds since the Unix epoch, by the server clock.
@@ -87,8 +88,18 @@ impl SessionRecord {
     }
 }
 
+/// What every resolved session of one [`WxLogin`](crate::WxLogin) shares:
+/// made once at build, referenced (not copied) by each cached session, so
+/// extractors reach the store and WeChat without another request extension.
+pub(crate) struct SessionContext {
+    pub(crate) api: Arc<WeChatApi>,
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) store_timeout: Duration,
+}
+
 /// What every session has whatever the app data type.
 pub(crate) struct SessionCore {
+    pub(crate) ctx: Arc<SessionContext>,
     pub(crate) store_id: StoreId,
     pub(crate) openid: String,
     pub(crate) unionid: Option<String>,
@@ -116,9 +127,15 @@ pub(crate) struct SessionState<T> {
 }
 
 impl<T> SessionState<T> {
-    pub(crate) fn from_record(store_id: StoreId, rec: SessionRecord, data: T) -> Self {
+    pub(crate) fn from_record(
+        ctx: Arc<SessionContext>,
+        store_id: StoreId,
+        rec: SessionRecord,
+        data: T,
+    ) -> Self {
         SessionState {
             core: SessionCore {
+                ctx,
                 store_id,
                 openid: rec.openid,
                 unionid: rec.unionid,

@@ -608,7 +608,7 @@ struct EncryptedBody {
 /// What the demo's `/api/decrypt` does: a relogin-hint error gets one fixed
 /// answer (no padding oracle), other errors say what is malformed.
 async fn decrypt_route(session: WxSession, Json(body): Json<EncryptedBody>) -> Response {
-    match session.decrypt::<Value>(&body.encrypted_data, &body.iv) {
+    match session.decrypt::<Value>(&body.encrypted_data, &body.iv).await {
         Ok(data) => Json(data).into_response(),
         Err(e) if e.relogin() => (
             StatusCode::BAD_REQUEST,

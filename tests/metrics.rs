@@ -44,7 +44,9 @@ fn get_metric(m: &HashMap<(String, Vec<String>), u64>, name: &str, label: &str) 
 async fn counters_follow_logins_cache_and_rejections() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    recorder.install().expect("the only recorder in this test binary");
+    recorder
+        .install()
+        .expect("the only recorder in this test binary");
 
     let fake = fake_wechat().await;
     let wx = WxLogin::builder()
@@ -54,7 +56,10 @@ async fn counters_follow_logins_cache_and_rejections() {
         .build()
         .unwrap();
     let app = Router::new()
-        .route("/api/me", get(|u: WxUser| async move { u.openid().to_owned() }))
+        .route(
+            "/api/me",
+            get(|u: WxUser| async move { u.openid().to_owned() }),
+        )
         .layer(wx.layer())
         .route_service("/wx/login", wx.login_service());
     let base = serve(app).await;
@@ -81,21 +86,33 @@ async fn counters_follow_logins_cache_and_rejections() {
 
     let m = read(&snapshotter);
     assert_eq!(get_metric(&m, "wxlogin_logins_total", "outcome=ok"), 2);
-    assert_eq!(get_metric(&m, "wxlogin_logins_total", "outcome=invalid_code"), 1);
+    assert_eq!(
+        get_metric(&m, "wxlogin_logins_total", "outcome=invalid_code"),
+        1
+    );
     // The login warmed the cache: three hits, no miss.
     assert_eq!(get_metric(&m, "wxlogin_cache_total", "result=hit"), 3);
     assert_eq!(get_metric(&m, "wxlogin_cache_total", "result=miss"), 0);
-    assert_eq!(get_metric(&m, "wxlogin_rejections_total", "error=missing_token"), 1);
+    assert_eq!(
+        get_metric(&m, "wxlogin_rejections_total", "error=missing_token"),
+        1
+    );
     // WeChat latency was observed for every exchange, by outcome.
     assert_eq!(get_metric(&m, "wxlogin_wechat_seconds", "outcome=ok"), 2);
-    assert_eq!(get_metric(&m, "wxlogin_wechat_seconds", "outcome=invalid_code"), 1);
+    assert_eq!(
+        get_metric(&m, "wxlogin_wechat_seconds", "outcome=invalid_code"),
+        1
+    );
     // Two session creates, timed; no store errors.
     assert_eq!(get_metric(&m, "wxlogin_store_seconds", "op=create"), 2);
     assert_eq!(get_metric(&m, "wxlogin_store_errors_total", "op=create"), 0);
     // No label carries a user id or a token.
     for (name, labels) in m.keys() {
         for l in labels {
-            assert!(!l.contains("o-metrics") && !l.contains(&token), "{name} {l}");
+            assert!(
+                !l.contains("o-metrics") && !l.contains(&token),
+                "{name} {l}"
+            );
         }
     }
 }

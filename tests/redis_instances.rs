@@ -250,16 +250,8 @@ async fn a_restarted_instance_accepts_every_earlier_token() {
         let token = login(&client, &first.base, &fake, &openid).await;
         issued.push((openid, token));
     }
-    let old_base = first.base.clone();
+    // The first instance stops; the second has its own cache and connection.
     drop(first.stop());
-    assert!(
-        client
-            .get(format!("{old_base}/api/me"))
-            .send()
-            .await
-            .is_err(),
-        "the first instance is gone"
-    );
 
     let second = instance(&redis.url(), &prefix, &fake, |b| b).await;
     for (openid, token) in &issued {

@@ -230,8 +230,10 @@ function createClient(opts) {
   }
 
   function attempt(options, token) {
+    // The caller's callbacks are not wx.request's: the promise replaces them.
+    const { success, fail, complete, ...rest } = options;
     return send({
-      ...options,
+      ...rest,
       url: absolute(options.url),
       header: { ...(options.header || {}), ...authHeader(token) },
     });

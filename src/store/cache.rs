@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
 use super::{SessionRecord, SessionStore, StoreError, StoreId};
-use crate::session::{now_ms, SessionState};
+use crate::session::{now_ms, SessionContext, SessionState};
 use crate::token::SessionId;
 
 /// The outcome of a lookup, or a store failure.
@@ -51,8 +51,7 @@ pub(crate) struct SessionCache<T> {
     /// Finds the cached entry of a store id, for invalidations that name store ids.
     by_store_id: Cache<StoreId, SessionId>,
     inflight: Mutex<HashMap<SessionId, Flight<T>>>,
-    store: Arc<dyn SessionStore>,
-    store_timeout: Duration,
+    ctx: Arc<SessionContext>,
 }
 
 struct UntilSessionEnd {
@@ -75,12 +74,7 @@ impl<T> SessionCache<T>
 where
     T: DeserializeOwned + Send + Sync + 'static,
 {
-    pub(crate) fn new(
-        store: Arc<dyn SessionStore>,
-        capacity: u64,
-        ttl: Duration,
-        store_timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(ctx: Arc<SessionContext>, capacity: u64, ttl: Duration) -> Self {
         SessionCache {
             entries: Cache::builder()
                 .max_capacity(capacity)
@@ -95,17 +89,20 @@ where
                 .time_to_live(ttl)
                 .build(),
             inflight: Mutex::new(HashMap::new()),
-            store,
-            store_timeout,
+            ctx,
         }
     }
 
+    pub(crate) fn ctx(&self) -> &Arc<SessionContext> {
+        &self.ctx
+    }
+
     pub(crate) fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.store
+        &self.ctx.store
     }
 
     pub(crate) fn store_timeout(&self) -> Duration {
-        self.store_timeout
+        self.ctx.store_timeout
     }
 
     /// The hit path: a cached session, if any.
@@ -159,11 +156,11 @@ where
         fut: impl Future<Output = Result<R, StoreError>>,
     ) -> Result<R, StoreError> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.store_timeout, fut).await {
+        let result = match tokio::time::timeout(self.ctx.store_timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::new(format_args!(
                 "store {op} timed out after {:?}",
-                self.store_timeout
+                self.ctx.store_timeout
             ))),
         };
         let elapsed = started.elapsed();
@@ -209,7 +206,7 @@ where
 
     async fn load(&self, id: SessionId) -> Lookup<T> {
         let store_id = StoreId::of(&id);
-        let record = match self.timed("load", self.store.load(store_id)).await {
+        let record = match self.timed("load", self.ctx.store.load(store_id)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "wxlogin: session store load failed");
@@ -225,7 +222,7 @@ where
         if record.is_expired_at(now_ms()) {
             return Ok(Found::Expired);
         }
-        let Some(state) = decode(store_id, record) else {
+        let Some(state) = decode(&self.ctx, store_id, record) else {
             return Ok(Found::Unknown);
         };
         let state = Arc::new(state);
@@ -267,6 +264,7 @@ impl<T> Drop for FlightGuard<'_, T> {
 }
 
 fn decode<T: DeserializeOwned>(
+    ctx: &Arc<SessionContext>,
     store_id: StoreId,
     mut record: SessionRecord,
 ) -> Option<SessionState<T>> {
@@ -280,5 +278,10 @@ fn decode<T: DeserializeOwned>(
         }
     };
     record.data = Vec::new();
-    Some(SessionState::from_record(store_id, record, data))
+    Some(SessionState::from_record(
+        ctx.clone(),
+        store_id,
+        record,
+        data,
+    ))
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{SessionRecord, SessionStore, StoreError, StoreFuture, StoreId};
 use crate::session::now_ms;
+use crate::Secret;
 
 /// Sessions in process memory: the default store, for a single instance.
 ///
@@ -44,6 +45,8 @@ struct Inner {
 struct State {
     sessions: HashMap<StoreId, SessionRecord>,
     by_user: HashMap<String, HashSet<StoreId>>,
+    /// The newest session_key per user, and until when to keep it.
+    user_keys: HashMap<String, (Secret, u64)>,
 }
 
 impl State {
@@ -68,6 +71,7 @@ impl State {
         for id in &dead {
             self.remove(id);
         }
+        self.user_keys.retain(|_, (_, until)| *until > now);
         dead.len()
     }
 }
@@ -210,6 +214,32 @@ impl SessionStore for MemoryStore {
         for id in &ids {
             st.sessions.remove(id);
         }
+        st.user_keys.remove(openid);
         Box::pin(std::future::ready(Ok(ids)))
+    }
+
+    fn put_latest_session_key(
+        &self,
+        openid: &str,
+        session_key: Secret,
+        until_ms: u64,
+    ) -> StoreFuture<'_, ()> {
+        self.inner
+            .lock()
+            .user_keys
+            .insert(openid.to_owned(), (session_key, until_ms));
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn latest_session_key(&self, openid: &str) -> StoreFuture<'_, Option<Secret>> {
+        let now = now_ms();
+        let key = self
+            .inner
+            .lock()
+            .user_keys
+            .get(openid)
+            .filter(|(_, until)| *until > now)
+            .map(|(k, _)| k.clone());
+        Box::pin(std::future::ready(Ok(key)))
     }
 }

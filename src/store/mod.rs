@@ -27,6 +27,7 @@ pub use shared_token::{AccessTokenCache, SharedAccessToken};
 
 pub use crate::session::SessionRecord;
 use crate::token::SessionId;
+use crate::Secret;
 
 /// The future a store method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -134,6 +135,29 @@ pub trait SessionStore: Send + Sync + 'static {
     /// built on this store. Stores private to one process need not do anything.
     fn watch_invalidations(&self, sink: InvalidationSink) {
         let _ = sink;
+    }
+
+    /// Remembers the newest `session_key` WeChat gave a user, until `until_ms`.
+    ///
+    /// WeChat keeps one valid key per user: a login on any device replaces
+    /// it, and `encryptedData` is then encrypted with the new one. Sessions
+    /// created earlier decrypt with the key kept here
+    /// ([`WxSession::decrypt`](crate::WxSession::decrypt)). The default keeps
+    /// nothing (each session then decrypts with its own login's key).
+    fn put_latest_session_key(
+        &self,
+        openid: &str,
+        session_key: Secret,
+        until_ms: u64,
+    ) -> StoreFuture<'_, ()> {
+        let _ = (openid, session_key, until_ms);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// The newest `session_key` kept by [`SessionStore::put_latest_session_key`].
+    fn latest_session_key(&self, openid: &str) -> StoreFuture<'_, Option<Secret>> {
+        let _ = openid;
+        Box::pin(std::future::ready(Ok(None)))
     }
 
     /// Where instances share the WeChat access token, if this store can

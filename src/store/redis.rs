@@ -170,6 +170,11 @@ impl RedisStore {
         format!("{}:u:{{{openid}}}", self.prefix)
     }
 
+    /// The key of a user's newest `session_key`.
+    pub fn latest_key_key(&self, openid: &str) -> String {
+        format!("{}:k:{{{openid}}}", self.prefix)
+    }
+
     /// The invalidation channel.
     pub fn channel(&self) -> String {
         format!("{}:revoked", self.prefix)
@@ -260,6 +265,7 @@ impl SessionStore for RedisStore {
 
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         let index = self.user_key(openid);
+        let latest = self.latest_key_key(openid);
         Box::pin(async move {
             let members: Vec<String> =
                 on_conn!(self.conn, |c| c.zrange(&index, 0, -1).await).map_err(err)?;
@@ -276,6 +282,7 @@ impl SessionStore for RedisStore {
                 }
             }
             let _: i64 = on_conn!(self.conn, |c| c.del(&index).await).map_err(err)?;
+            let _: i64 = on_conn!(self.conn, |c| c.del(&latest).await).map_err(err)?;
             if !ids.is_empty() {
                 let msg = ids
                     .iter()
@@ -285,6 +292,31 @@ impl SessionStore for RedisStore {
                 self.publish(msg).await?;
             }
             Ok(ids)
+        })
+    }
+
+    fn put_latest_session_key(
+        &self,
+        openid: &str,
+        session_key: Secret,
+        until_ms: u64,
+    ) -> StoreFuture<'_, ()> {
+        let key = self.latest_key_key(openid);
+        Box::pin(async move {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(&key)
+                .arg(session_key.expose())
+                .arg("PXAT")
+                .arg(until_ms);
+            on_conn!(self.conn, |c| cmd.query_async::<()>(&mut c).await).map_err(err)
+        })
+    }
+
+    fn latest_session_key(&self, openid: &str) -> StoreFuture<'_, Option<Secret>> {
+        let key = self.latest_key_key(openid);
+        Box::pin(async move {
+            let value: Option<String> = on_conn!(self.conn, |c| c.get(&key).await).map_err(err)?;
+            Ok(value.map(Secret::new))
         })
     }
 

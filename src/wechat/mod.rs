@@ -138,9 +138,7 @@ fn errcode_error(errcode: i64, errmsg: Option<String>) -> AttemptError {
 /// Reads a `code2Session` reply body: the exchange, or the error and whether
 /// it would be retried. For the fuzz targets and property tests.
 #[cfg(feature = "fuzzing")]
-pub(crate) fn parse_code2session_reply(
-    body: &[u8],
-) -> Result<Code2Session, (WeChatError, bool)> {
+pub(crate) fn parse_code2session_reply(body: &[u8]) -> Result<Code2Session, (WeChatError, bool)> {
     code2session::parse_reply(body).map_err(|f| (f.error, f.retry))
 }
 

@@ -78,6 +78,24 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
     fn is_shared(&self) -> bool {
         self.inner.is_shared()
     }
+    fn put_latest_session_key(
+        &self,
+        openid: &str,
+        session_key: wxlogin::Secret,
+        until_ms: u64,
+    ) -> StoreFuture<'_, ()> {
+        self.inner
+            .put_latest_session_key(openid, session_key, until_ms)
+    }
+    fn latest_session_key(&self, openid: &str) -> StoreFuture<'_, Option<wxlogin::Secret>> {
+        self.inner.latest_session_key(openid)
+    }
+    fn access_token_cache(&self) -> Option<&dyn wxlogin::store::AccessTokenCache> {
+        self.inner.access_token_cache()
+    }
+    fn watch_invalidations(&self, sink: wxlogin::store::InvalidationSink) {
+        self.inner.watch_invalidations(sink)
+    }
 }
 
 /// Serves a router on a free loopback port; returns `http://127.0.0.1:PORT`.
