@@ -39,7 +39,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 echo "== building the fuzz targets"
-cargo fuzz build -O
+cargo fuzz build
 
 extra=()
 if [ "$jobs" -gt 1 ]; then
@@ -52,7 +52,7 @@ for target in "${targets[@]}"; do
     mkdir -p "corpus/$target" "seeds/$target"
     echo "== fuzz target $target: ${seconds} s"
     log="$(mktemp)"
-    if cargo fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
+    if cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- \
         -max_total_time="$seconds" "${extra[@]}" \
         -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1; then
         status=ok

@@ -80,6 +80,12 @@ impl TokenSource {
     }
 }
 
+/// One mini program the backend serves.
+pub(crate) struct App {
+    pub(crate) app_id: String,
+    pub(crate) secret: Secret,
+}
+
 /// Everything the layer, the extractors and the routes share.
 pub(crate) struct Shared<T> {
     pub(crate) app_id: String,
@@ -93,6 +99,8 @@ pub(crate) struct Shared<T> {
     pub(crate) wechat: WeChatClient,
     /// The APIs behind the access token (checksession, phone number).
     pub(crate) api: Arc<WeChatApi>,
+    /// Every app served; the first is the default (`app_id`/`app_secret`).
+    pub(crate) apps: Vec<App>,
     pub(crate) hook: Hook<T>,
     pub(crate) renderer: Option<Renderer>,
     pub(crate) body_limit: usize,
@@ -175,7 +183,23 @@ where
 
     /// The login route: `POST {"code"}` → `{"token","expires_in","openid","unionid"}`.
     pub fn login_service(&self) -> LoginService<T> {
-        LoginService::new(self.shared.clone())
+        LoginService::new(self.shared.clone(), None)
+    }
+
+    /// A login route for one of the configured mini programs (a backend
+    /// serving several can mount one per app, e.g. `/wx/{appid}/login`);
+    /// `None` if the app id was not configured.
+    ///
+    /// [`WxLogin::login_service`] serves them all instead: the body names
+    /// its app with `{"code", "appid"}` (the default app when absent).
+    pub fn login_service_for(&self, app_id: &str) -> Option<LoginService<T>> {
+        let i = self.shared.apps.iter().position(|a| a.app_id == app_id)?;
+        Some(LoginService::new(self.shared.clone(), Some(i)))
+    }
+
+    /// Every app id this login serves, the default first.
+    pub fn app_ids(&self) -> impl Iterator<Item = &str> {
+        self.shared.apps.iter().map(|a| a.app_id.as_str())
     }
 
     /// The logout route: `POST` with the token → 204.
@@ -217,6 +241,7 @@ where
 pub struct WxLoginBuilder<T> {
     app_id: Option<String>,
     app_secret: Option<Secret>,
+    more_apps: Vec<(String, Secret)>,
     api_base: String,
     token_source: TokenSource,
     session_ttl: Duration,
@@ -256,6 +281,7 @@ impl WxLoginBuilder<()> {
         WxLoginBuilder {
             app_id: None,
             app_secret: None,
+            more_apps: Vec::new(),
             api_base: DEFAULT_API_BASE.to_owned(),
             token_source: TokenSource::Bearer,
             session_ttl: Duration::from_secs(7 * 24 * 3600),
@@ -289,6 +315,24 @@ impl<T> WxLoginBuilder<T> {
     /// The mini program's app secret. Required; kept in a redacting [`Secret`].
     pub fn app_secret(mut self, secret: impl Into<Secret>) -> Self {
         self.app_secret = Some(secret.into());
+        self
+    }
+
+    /// Serves another mini program from the same backend (and store): its
+    /// users log in with `{"code", "appid"}` on [`WxLogin::login_service`],
+    /// or on their own route from [`WxLogin::login_service_for`]. Sessions
+    /// record their app ([`WxUser::app_id`](crate::WxUser::app_id)); openids
+    /// differ between apps, unionids do not.
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder()
+    ///     .app_id("wx_shop_00000000").app_secret("shop-secret")
+    ///     .add_app("wx_game_00000000", "game-secret")
+    ///     .build().unwrap();
+    /// assert_eq!(wx.app_ids().collect::<Vec<_>>(), ["wx_shop_00000000", "wx_game_00000000"]);
+    /// ```
+    pub fn add_app(mut self, app_id: impl Into<String>, secret: impl Into<Secret>) -> Self {
+        self.more_apps.push((app_id.into(), secret.into()));
         self
     }
 
@@ -463,6 +507,7 @@ impl<T> WxLoginBuilder<T> {
         WxLoginBuilder {
             app_id: self.app_id,
             app_secret: self.app_secret,
+            more_apps: self.more_apps,
             api_base: self.api_base,
             token_source: self.token_source,
             session_ttl: self.session_ttl,
@@ -501,6 +546,22 @@ impl<T> WxLoginBuilder<T> {
             .app_secret
             .filter(|s| !s.expose().trim().is_empty())
             .ok_or(BuildError::MissingAppSecret)?;
+        let mut apps = vec![App {
+            app_id: app_id.clone(),
+            secret: app_secret.clone(),
+        }];
+        for (id, secret) in self.more_apps {
+            if id.trim().is_empty() || id.len() > 64 {
+                return Err(invalid("add_app", "the app id must be 1 to 64 characters"));
+            }
+            if secret.expose().trim().is_empty() {
+                return Err(invalid("add_app", "the app secret must not be empty"));
+            }
+            if apps.iter().any(|a| a.app_id == id) {
+                return Err(invalid("add_app", "an app id is configured twice"));
+            }
+            apps.push(App { app_id: id, secret });
+        }
         if !(self.api_base.starts_with("http://") || self.api_base.starts_with("https://")) {
             return Err(invalid("api_base", "must be an http:// or https:// URL"));
         }
@@ -562,13 +623,20 @@ impl<T> WxLoginBuilder<T> {
         })
         .map_err(|e| BuildError::HttpClient(e.without_url().to_string()))?;
         // Lazy: the access token is fetched on the first API call, never at login.
-        let api = Arc::new(WeChatApi::new(
-            wechat.clone(),
-            app_id.clone(),
-            app_secret.clone(),
-            store.clone(),
-            self.store_timeout,
-        ));
+        let apis: Vec<(String, Arc<WeChatApi>)> = apps
+            .iter()
+            .map(|a| {
+                let api = WeChatApi::new(
+                    wechat.clone(),
+                    a.app_id.clone(),
+                    a.secret.clone(),
+                    store.clone(),
+                    self.store_timeout,
+                );
+                (a.app_id.clone(), Arc::new(api))
+            })
+            .collect();
+        let api = apis[0].1.clone();
         let idle_timeout_ms = self.idle_timeout.map(|d| d.as_millis().max(1) as u64);
         // A session ends between `idle` and `idle + refresh` after its last
         // use, and costs one store write per refresh interval while in use.
@@ -585,7 +653,7 @@ impl<T> WxLoginBuilder<T> {
             keys,
             sessions: SessionCache::new(
                 Arc::new(SessionContext {
-                    api: api.clone(),
+                    apis,
                     store,
                     store_timeout: self.store_timeout,
                 }),
@@ -594,6 +662,7 @@ impl<T> WxLoginBuilder<T> {
             ),
             wechat,
             api,
+            apps,
             hook: self.hook,
             renderer: self.renderer,
             body_limit: self.body_limit,

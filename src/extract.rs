@@ -294,10 +294,9 @@ impl WxSession {
     /// [`WeChatApiError::SessionKeyInvalid`] and `encryptedData` made since
     /// will not decrypt with this session; the client should log in again.
     pub async fn check_with_wechat(&self) -> Result<(), WeChatApiError> {
-        self.state
-            .core()
-            .ctx
-            .api
+        let core = self.state.core();
+        core.ctx
+            .api_for(&core.app_id)
             .check_session_key(self.openid(), self.session_key())
             .await
     }
@@ -306,7 +305,8 @@ impl WxSession {
     /// (`e.detail.code`: single use, valid five minutes); see
     /// [`WxLogin::phone_number`](crate::WxLogin::phone_number).
     pub async fn phone_number(&self, code: &str) -> Result<PhoneInfo, WeChatApiError> {
-        self.state.core().ctx.api.phone_number(code).await
+        let core = self.state.core();
+        core.ctx.api_for(&core.app_id).phone_number(code).await
     }
 }
 

@@ -51,6 +51,9 @@ pub type RouteFuture =
 /// ```
 pub struct LoginService<T> {
     shared: Arc<Shared<T>>,
+    /// The app this route serves; `None` serves every configured app
+    /// (chosen by the body's `appid`, else the default app).
+    app: Option<usize>,
 }
 
 /// The logout route: `POST` with the session token → 204.
@@ -61,31 +64,49 @@ pub struct LogoutService<T> {
     shared: Arc<Shared<T>>,
 }
 
-macro_rules! route_boilerplate {
-    ($name:ident) => {
-        impl<T> $name<T> {
-            pub(crate) fn new(shared: Arc<Shared<T>>) -> Self {
-                $name { shared }
-            }
-        }
-
-        impl<T> Clone for $name<T> {
-            fn clone(&self) -> Self {
-                $name {
-                    shared: self.shared.clone(),
-                }
-            }
-        }
-
-        impl<T> std::fmt::Debug for $name<T> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($name)).finish_non_exhaustive()
-            }
-        }
-    };
+impl<T> LoginService<T> {
+    pub(crate) fn new(shared: Arc<Shared<T>>, app: Option<usize>) -> Self {
+        LoginService { shared, app }
+    }
 }
-route_boilerplate!(LoginService);
-route_boilerplate!(LogoutService);
+
+impl<T> Clone for LoginService<T> {
+    fn clone(&self) -> Self {
+        LoginService {
+            shared: self.shared.clone(),
+            app: self.app,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for LoginService<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let app = self.app.map(|i| self.shared.apps[i].app_id.as_str());
+        f.debug_struct("LoginService")
+            .field("app", &app)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> LogoutService<T> {
+    pub(crate) fn new(shared: Arc<Shared<T>>) -> Self {
+        LogoutService { shared }
+    }
+}
+
+impl<T> Clone for LogoutService<T> {
+    fn clone(&self) -> Self {
+        LogoutService {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for LogoutService<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogoutService").finish_non_exhaustive()
+    }
+}
 
 impl<T, B> Service<Request<B>> for LoginService<T>
 where
@@ -104,6 +125,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let shared = self.shared.clone();
+        let app = self.app;
         let span = tracing::info_span!(
             "wxlogin.login",
             outcome = tracing::field::Empty,
@@ -113,7 +135,7 @@ where
         Box::pin(
             async move {
                 let started = Instant::now();
-                let result = shared.login(req).await;
+                let result = shared.login(req, app).await;
                 let span = tracing::Span::current();
                 span.record("elapsed_ms", started.elapsed().as_millis() as u64);
                 let res = match result {
@@ -181,22 +203,33 @@ where
 /// A code is a non-empty string of at most [`MAX_CODE_LEN`] visible ASCII
 /// characters; other fields are ignored.
 pub(crate) fn parse_login_body(body: &[u8]) -> Result<String, &'static str> {
+    parse_login_request(body).map(|(code, _)| code)
+}
+
+/// The code and the optional `appid` (which mini program, for a backend
+/// serving several) from a login body.
+pub(crate) fn parse_login_request(body: &[u8]) -> Result<(String, Option<String>), &'static str> {
     let mut parsed: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
         .map_err(|_| "the body must be a JSON object with a \"code\" string")?;
-    match parsed.remove("code") {
-        None | Some(serde_json::Value::Null) => Err("the body has no \"code\""),
+    let appid = match parsed.remove("appid") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(a)) if !a.is_empty() && a.len() <= 64 => Some(a),
+        Some(_) => return Err("\"appid\" must be the mini program's app id"),
+    };
+    let code = match parsed.remove("code") {
+        None | Some(serde_json::Value::Null) => return Err("the body has no \"code\""),
         Some(serde_json::Value::String(code)) => {
             if code.is_empty()
                 || code.len() > MAX_CODE_LEN
                 || !code.bytes().all(|b| b.is_ascii_graphic())
             {
-                Err("\"code\" must be the non-empty code from wx.login()")
-            } else {
-                Ok(code)
+                return Err("\"code\" must be the non-empty code from wx.login()");
             }
+            code
         }
-        Some(_) => Err("\"code\" must be a string"),
-    }
+        Some(_) => return Err("\"code\" must be a string"),
+    };
+    Ok((code, appid))
 }
 
 #[derive(Serialize)]
@@ -211,7 +244,11 @@ impl<T> Shared<T>
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    async fn login<B>(&self, req: Request<B>) -> Result<Response<Full<Bytes>>, Rejection>
+    async fn login<B>(
+        &self,
+        req: Request<B>,
+        route_app: Option<usize>,
+    ) -> Result<Response<Full<Bytes>>, Rejection>
     where
         B: Body + Send + 'static,
         B::Data: Send,
@@ -223,7 +260,9 @@ where
                 .with_status(StatusCode::METHOD_NOT_ALLOWED));
         }
         let body = self.read_body(req).await?;
-        let code = self.parse_code(&body)?;
+        let (code, appid) =
+            parse_login_request(&body).map_err(|msg| self.reject(ErrorCode::BadRequest, msg))?;
+        let app = self.pick_app(route_app, appid.as_deref())?;
 
         let _permit = self.login_limit.admit().map_err(|why| {
             tracing::warn!(limit = ?why, "wxlogin: login over the server's limit");
@@ -236,11 +275,11 @@ where
         let started = Instant::now();
         let exchanged = self
             .wechat
-            .code2session(&self.app_id, &self.app_secret, &code)
+            .code2session(&app.app_id, &app.secret, &code)
             .await;
         let wechat_ms = started.elapsed().as_millis() as u64;
         let who = exchanged.map_err(|e| {
-            let rej = self.wechat_rejection(e, wechat_ms);
+            let rej = self.wechat_rejection(e, wechat_ms, &app.app_id);
             crate::observe::wechat(rej.code().as_str(), started.elapsed());
             rej
         })?;
@@ -250,7 +289,7 @@ where
         let identity = Identity {
             openid: who.openid.clone(),
             unionid: who.unionid.clone(),
-            app_id: self.app_id.clone(),
+            app_id: app.app_id.clone(),
         };
         // A panicking hook is an app bug: answer 500 rather than drop the connection.
         let hooked = AssertUnwindSafe((self.hook)(identity))
@@ -286,7 +325,7 @@ where
         let record = SessionRecord {
             openid: who.openid,
             unionid: who.unionid,
-            app_id: self.app_id.clone(),
+            app_id: app.app_id.clone(),
             session_key: who.session_key,
             data: data_json,
             created_at_ms: now,
@@ -396,11 +435,38 @@ where
     }
 
     /// The login code from a JSON body, whatever its content type.
-    fn parse_code(&self, body: &[u8]) -> Result<String, Rejection> {
-        parse_login_body(body).map_err(|msg| self.reject(ErrorCode::BadRequest, msg))
+    /// Which configured app a login is for: the route's, else the body's
+    /// `appid`, else the default.
+    fn pick_app(
+        &self,
+        route_app: Option<usize>,
+        appid: Option<&str>,
+    ) -> Result<&crate::config::App, Rejection> {
+        let app = match (route_app, appid) {
+            (Some(i), None) => &self.apps[i],
+            (Some(i), Some(a)) if self.apps[i].app_id == a => &self.apps[i],
+            (Some(_), Some(_)) => {
+                return Err(self.reject(
+                    ErrorCode::BadRequest,
+                    "this login route serves another mini program",
+                ))
+            }
+            (None, Some(a)) => self
+                .apps
+                .iter()
+                .find(|app| app.app_id == a)
+                .ok_or_else(|| {
+                    self.reject(
+                        ErrorCode::BadRequest,
+                        "\"appid\" is not a mini program this server serves",
+                    )
+                })?,
+            (None, None) => &self.apps[0],
+        };
+        Ok(app)
     }
 
-    fn wechat_rejection(&self, e: WeChatError, wechat_ms: u64) -> Rejection {
+    fn wechat_rejection(&self, e: WeChatError, wechat_ms: u64, app_id: &str) -> Rejection {
         match e {
             WeChatError::InvalidCode { errcode } => {
                 tracing::debug!(errcode, "wxlogin: WeChat refused the code");
@@ -430,7 +496,7 @@ where
                 tracing::error!(
                     errcode,
                     errmsg = %errmsg,
-                    app_id = %self.app_id,
+                    app_id = %app_id,
                     "wxlogin: WeChat rejected the app credentials; check the app id and secret"
                 );
                 self.reject(

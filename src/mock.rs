@@ -125,6 +125,8 @@ struct Shared {
 }
 
 struct State {
+    /// Mini programs served besides the first, with their secrets.
+    more_apps: Vec<(String, String)>,
     codes: HashMap<String, MintedCode>,
     /// The latest session_key handed out per openid.
     session_keys: HashMap<String, String>,
@@ -148,6 +150,8 @@ struct PhoneCode {
 }
 
 struct MintedCode {
+    /// The mini program the code was minted for; `None` is the first app.
+    app_id: Option<String>,
     openid: String,
     unionid: Option<String>,
     expires: Instant,
@@ -195,6 +199,7 @@ impl FakeWeChat {
             checksession_calls: AtomicUsize::new(0),
             phone_number_calls: AtomicUsize::new(0),
             state: Mutex::new(State {
+                more_apps: Vec::new(),
                 codes: HashMap::new(),
                 session_keys: HashMap::new(),
                 replies: VecDeque::new(),
@@ -239,6 +244,25 @@ impl FakeWeChat {
     /// this `unionid` (the mini program is bound to an Open Platform account).
     pub fn mint_code_with_unionid(&self, openid: &str, unionid: &str) -> String {
         self.shared().mint(openid, Some(unionid))
+    }
+
+    /// Serves another mini program too (a backend with several apps): its
+    /// credentials are accepted, and [`FakeWeChat::mint_code_for`] mints its
+    /// codes. A code only exchanges under the app it was minted for, as on
+    /// WeChat (another app's credentials get 40029).
+    pub fn add_app(&self, app_id: &str, app_secret: &str) {
+        self.shared()
+            .state()
+            .more_apps
+            .push((app_id.to_owned(), app_secret.to_owned()));
+    }
+
+    /// What `wx.login()` returns in the mini program `app_id` (one added
+    /// with [`FakeWeChat::add_app`], or the first) for this user.
+    pub fn mint_code_for(&self, app_id: &str, openid: &str) -> String {
+        let shared = self.shared();
+        let app = (app_id != shared.app_id).then_some(app_id);
+        shared.mint_for(app, openid, None)
     }
 
     /// The latest `session_key` handed out for this user, if any; tests use
@@ -374,6 +398,10 @@ impl Shared {
     }
 
     fn mint(&self, openid: &str, unionid: Option<&str>) -> String {
+        self.mint_for(None, openid, unionid)
+    }
+
+    fn mint_for(&self, app_id: Option<&str>, openid: &str, unionid: Option<&str>) -> String {
         let code = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
         let mut state = self.state();
         let now = Instant::now();
@@ -383,6 +411,7 @@ impl Shared {
         state.codes.insert(
             code.clone(),
             MintedCode {
+                app_id: app_id.map(str::to_owned),
                 openid: openid.to_owned(),
                 unionid: unionid.map(str::to_owned),
                 expires,
@@ -504,16 +533,23 @@ fn exchange(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     };
-    match param("appid") {
-        None => return wechat_error(41002, false),
-        Some(app_id) if app_id != shared.app_id => return wechat_error(40013, false),
-        Some(_) => {}
-    }
+    let Some(app_id) = param("appid") else {
+        return wechat_error(41002, false);
+    };
+    let app_secret = if app_id == shared.app_id {
+        shared.app_secret.clone()
+    } else {
+        match shared.state().more_apps.iter().find(|(id, _)| id == app_id) {
+            Some((_, secret)) => secret.clone(),
+            None => return wechat_error(40013, false),
+        }
+    };
     match param("secret") {
         None => return wechat_error(41004, false),
-        Some(secret) if secret != shared.app_secret => return wechat_error(40125, false),
+        Some(secret) if secret != app_secret => return wechat_error(40125, false),
         Some(_) => {}
     }
+    let code_app = (app_id != shared.app_id).then(|| app_id.to_owned());
     if param("grant_type") != Some("authorization_code") {
         return wechat_error(40002, false);
     }
@@ -523,7 +559,7 @@ fn exchange(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
 
     let mut state = shared.state();
     let minted = match state.codes.get_mut(code) {
-        Some(minted) if minted.expires > Instant::now() => minted,
+        Some(minted) if minted.expires > Instant::now() && minted.app_id == code_app => minted,
         _ => return wechat_error(40029, false),
     };
     if minted.used {

@@ -92,9 +92,21 @@ impl SessionRecord {
 /// made once at build, referenced (not copied) by each cached session, so
 /// extractors reach the store and WeChat without another request extension.
 pub(crate) struct SessionContext {
-    pub(crate) api: Arc<WeChatApi>,
+    /// WeChat's APIs per configured app id; the first is the default app.
+    pub(crate) apis: Vec<(String, Arc<WeChatApi>)>,
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) store_timeout: Duration,
+}
+
+impl SessionContext {
+    /// The API client of a session's app (the default app if unknown).
+    pub(crate) fn api_for(&self, app_id: &str) -> &Arc<WeChatApi> {
+        self.apis
+            .iter()
+            .find(|(id, _)| id == app_id)
+            .map(|(_, api)| api)
+            .unwrap_or(&self.apis[0].1)
+    }
 }
 
 /// What every session has whatever the app data type.

@@ -163,7 +163,8 @@ proptest! {
         let custom = TokenSource::header("x-wx-session").unwrap();
         headers.insert("x-wx-session", HeaderValue::from_str(&blank).unwrap());
         prop_assert_eq!(fuzzing::read_token(&custom, &headers), Err(ErrorCode::MissingToken));
-        prop_assert_eq!(fuzzing::read_token(&custom, &HeaderMap::new()), Err(ErrorCode::MissingToken));
+        let empty = HeaderMap::new();
+        prop_assert_eq!(fuzzing::read_token(&custom, &empty), Err(ErrorCode::MissingToken));
     }
 
     #[test]

@@ -18,7 +18,8 @@
 /**
  * An error in the server's format, or one of the client's own:
  * `network_error` (wx.request failed), `wx_login_failed` (wx.login failed),
- * `bad_login_response` (a 2xx login answer without a token), or
+ * `bad_login_response` (a 2xx login answer without a token), `logged_out`
+ * (logout() was called while the login was in flight), or
  * `http_<status>` (an error status whose body is not the server's JSON).
  */
 class WxLoginError extends Error {
@@ -72,6 +73,9 @@ function needsRelogin(res) {
  * @param {string} [opts.tokenKey='wxlogin_token']  storage key of the token
  * @param {string} [opts.header='Authorization']    `Authorization` sends `Bearer <token>`;
  *                                                  any other name (e.g. `X-WX-Session`) sends the bare token
+ * @param {string} [opts.appId]                     sent as `appid` with the login code, for a server that
+ *                                                  serves several mini programs on one login route
+ *                                                  (`wx.getAccountInfoSync().miniProgram.appId`)
  * @param {object} [opts.wx=globalThis.wx]          the `wx` object (a shim in tests)
  * @returns {{ request: (options: object) => Promise<object>, login: () => Promise<string>, logout: () => Promise<boolean> }}
  */
@@ -82,6 +86,7 @@ function createClient(opts) {
     logoutPath = '/wx/logout',
     tokenKey = 'wxlogin_token',
     header = 'Authorization',
+    appId,
   } = opts || {};
   const wx = (opts && opts.wx) || (typeof globalThis !== 'undefined' ? globalThis.wx : undefined);
   if (typeof baseUrl !== 'string' || baseUrl === '') {
@@ -95,6 +100,8 @@ function createClient(opts) {
 
   // The one login in flight, shared by every request waiting for a token.
   let loggingIn = null;
+  // Bumped by logout(): a login that started before it must not store its token.
+  let generation = 0;
 
   function absolute(url) {
     return /^https?:\/\//i.test(url) ? url : base + (url.startsWith('/') ? url : `/${url}`);
@@ -165,11 +172,12 @@ function createClient(opts) {
 
   // One code exchange: wx.login, POST {code}, store the token.
   async function exchange() {
+    const started = generation;
     const code = await wxLogin();
     const res = await send({
       url: absolute(loginPath),
       method: 'POST',
-      data: { code },
+      data: appId ? { code, appid: appId } : { code },
       header: { 'content-type': 'application/json' },
     });
     if (!isSuccess(res.statusCode)) {
@@ -181,6 +189,11 @@ function createClient(opts) {
         status: res.statusCode,
         data: res.data === undefined ? null : res.data,
       });
+    }
+    if (started !== generation) {
+      // logout() ran meanwhile: do not log the user back in; end this session too.
+      send({ url: absolute(logoutPath), method: 'POST', header: authHeader(token) }).catch(() => {});
+      throw new WxLoginError('logged_out', 'logout() was called during the login');
     }
     writeToken(token);
     return token;
@@ -273,6 +286,7 @@ function createClient(opts) {
    * rejects, since the user is logged out on this device either way.
    */
   async function logout() {
+    generation += 1;
     const token = readToken();
     writeToken('');
     if (!token) return false;

@@ -22,6 +22,8 @@ const { createClient, WxLoginError } = require('../wxlogin.js');
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const SESSION_TTL_SECS = 2;
 const AFTER_EXPIRY_MS = 2500;
+/** The app id the demo gives its fake WeChat (examples/demo.rs). */
+const DEMO_APP_ID = 'wxdemo0000000000';
 
 let demo = null;
 let fakeUrl = '';
@@ -171,7 +173,12 @@ function makeWx({ openid, codes } = {}) {
           }
         }
       }
-      shim.requests.push({ method: method.toUpperCase(), path: new URL(target).pathname, headers });
+      shim.requests.push({
+        method: method.toUpperCase(),
+        path: new URL(target).pathname,
+        headers,
+        body: body === undefined ? undefined : JSON.parse(body),
+      });
       fetch(target, { method, headers, body, signal: AbortSignal.timeout(timeout) })
         .then(async (res) => {
           const text = await res.text();
@@ -206,6 +213,16 @@ function client(wx, opts = {}) {
 async function rawMe(token) {
   const res = await fetch(`${appUrl}/api/me`, { headers: { authorization: `Bearer ${token}` } });
   return { status: res.status, body: await res.json() };
+}
+
+/** Polls `check` (sync or async) until it returns something truthy, for up to 10 s. */
+async function waitFor(check) {
+  for (let i = 0; i < 200; i++) {
+    const value = await check();
+    if (value) return value;
+    await sleep(50);
+  }
+  throw new Error('timed out waiting');
 }
 
 async function rejectsWith(promise, expected) {
@@ -327,6 +344,21 @@ test('logout ends the session on the server; the next request logs in again', as
   assert.equal(wx.requestsTo('/wx/logout'), 2);
 });
 
+test('logout during a login wins: the login does not store its token', async () => {
+  const wx = makeWx();
+  const api = client(wx);
+  const pending = api.request({ url: '/api/me' }); // starts a login (no token yet)
+  assert.equal(await api.logout(), false, 'nothing to tell the server yet');
+  await rejectsWith(pending, { code: 'logged_out' });
+  assert.equal(wx.getStorageSync('wxlogin_token'), '');
+  assert.equal(wx.requestsTo('/api/me'), 0);
+  // The session the login made is ended on the server as well.
+  const logoutCall = await waitFor(() => wx.requests.find((r) => r.path === '/wx/logout'));
+  const orphan = logoutCall.headers.Authorization.replace(/^Bearer /, '');
+  await waitFor(async () => (await rawMe(orphan)).status === 401);
+  assert.equal((await rawMe(orphan)).body.error, 'invalid_token');
+});
+
 test('a revoked token held in storage is replaced by one re-login', async () => {
   const wx = makeWx();
   wx.setStorageSync('wxlogin_token', 'AS-not-a-real-token-at-all-0000000000000000000');
@@ -436,6 +468,23 @@ test('a replay that gets 401 again is rejected, not retried', async () => {
   await rejectsWith(api.request({ url: '/api/me' }), { code: 'missing_token', status: 401 });
   assert.equal(wx.loginCalls, 3);
   assert.equal(wx.requestsTo('/api/me'), 5);
+});
+
+test('appId names the mini program in the login body', async () => {
+  const wx = makeWx();
+  const api = client(wx, { appId: DEMO_APP_ID });
+  const res = await api.request({ url: '/api/me' });
+  assert.equal(res.data.openid, wx.openid);
+  assert.deepEqual(Object.keys(wx.requests.find((r) => r.path === '/wx/login').body).sort(), ['appid', 'code']);
+
+  // An app the server does not serve is a client bug: bad_request, passed through.
+  const other = makeWx();
+  await rejectsWith(client(other, { appId: 'wx-not-served-here' }).login(), {
+    code: 'bad_request',
+    status: 400,
+    relogin: false,
+  });
+  assert.equal(other.getStorageSync('wxlogin_token'), '');
 });
 
 test('a network failure rejects with network_error', async () => {
