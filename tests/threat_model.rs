@@ -97,7 +97,11 @@ async fn a_leaked_store_gives_no_working_token() {
     assert!(!record_text.contains(&victim), "{record_text}");
     assert!(!victim_id.to_string().contains(&victim));
     let victim_raw = URL_SAFE_NO_PAD.decode(&victim).unwrap();
-    assert_ne!(&victim_raw[2..18], &victim_id.0[..], "the store keys by a hash, not the id");
+    assert_ne!(
+        &victim_raw[2..18],
+        &victim_id.0[..],
+        "the store keys by a hash, not the id"
+    );
 
     // Every way to turn the dump into a token is refused.
     let mut candidates = vec![
