@@ -1,24 +1,57 @@
 //! Per-request cost of the layer, against the same router without it.
 //!
-//! `cargo bench --bench layer`. Every line drives an axum router in process
-//! with `ready().call()` on a current-thread runtime; compare each line with
-//! `bare` from the same run (machines here are shared and noisy).
+//! `cargo bench --bench layer` runs every line below in one process and ends
+//! with a summary table (median ns per request and the ratio to `bare` from
+//! the same run; machines here are shared and noisy, so compare within a run).
+//!
+//! | group | line | what it measures |
+//! |---|---|---|
+//! | `st` | `bare` | the router without the layer |
+//! | `st` | `hit_1k` | layer, cache hit, 1k live sessions (real logins), tokens in rotation |
+//! | `st` | `hit_1m` | layer, cache hit, 1M live sessions, 100k distinct tokens in rotation |
+//! | `st` | `unknown_token` | valid MAC, no such session: cache miss, store says unknown, 401 |
+//! | `st` | `forged_token` | bad MAC: 401 without any lookup |
+//! | `st` | `miss_memory` | every request misses the cache (capacity 0), memory store serves it |
+//! | `st` | `miss_redis` | same, Redis store (only with `WXLOGIN_BENCH_REDIS_URL`) |
+//! | `mt64` | `bare`, `hit_1k` | 64 tasks on a 2-worker runtime, per-request time |
+//! | `login100` | `direct`, `route` | 100 concurrent logins against the fake WeChat with 20 ms latency: `jscode2session` called with reqwest vs the login route |
+//!
+//! The `st` lines drive an axum router in process with `ready().call()` on a
+//! current-thread runtime, the whole timed loop inside one `block_on`.
+//! `WXLOGIN_BENCH_SESSIONS` changes the 1M. Under `cargo test --benches`
+//! (criterion's test mode) every line runs once with 10k sessions instead.
 #![allow(missing_docs)]
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
-use criterion::{criterion_group, criterion_main, Criterion};
-use http::Request;
+use criterion::Criterion;
+use http::{HeaderValue, Request};
 use tower::{Service, ServiceExt};
 use wxlogin::mock::FakeWeChat;
-use wxlogin::{WxLogin, WxUser};
+use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreFuture, StoreId};
+use wxlogin::{Secret, WxLogin, WxUser};
 
 const APP_ID: &str = "wxbench000000000";
 const SECRET: &str = "bench-secret";
+const TOKEN_KEY: &str = "bench-token-key-0123456789abcdef";
 
+/// Lines that ran in this process, in order, for the summary.
+static RAN: Mutex<Vec<(&'static str, &'static str)>> = Mutex::new(Vec::new());
+
+fn ran(group: &'static str, name: &'static str) {
+    let mut r = RAN.lock().unwrap();
+    if !r.contains(&(group, name)) {
+        r.push((group, name));
+    }
+}
+
+#[inline(always)]
 async fn call(app: &mut Router, req: Request<Body>) -> axum::response::Response {
     ServiceExt::<Request<Body>>::ready(app)
         .await
@@ -26,6 +59,17 @@ async fn call(app: &mut Router, req: Request<Body>) -> axum::response::Response 
         .call(req)
         .await
         .unwrap()
+}
+
+#[inline(always)]
+fn request(auth: &HeaderValue) -> Request<Body> {
+    let mut req = Request::get("/").body(Body::empty()).unwrap();
+    req.headers_mut().insert("authorization", auth.clone());
+    req
+}
+
+fn bearer(token: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("Bearer {token}")).unwrap()
 }
 
 async fn login(app: &mut Router, fake: &FakeWeChat, openid: &str) -> String {
@@ -42,81 +86,517 @@ async fn login(app: &mut Router, fake: &FakeWeChat, openid: &str) -> String {
     v["token"].as_str().unwrap().to_owned()
 }
 
-fn request(token: &str) -> Request<Body> {
-    Request::get("/")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap()
+fn builder(fake: &FakeWeChat) -> wxlogin::WxLoginBuilder<()> {
+    WxLogin::builder()
+        .app_id(APP_ID)
+        .app_secret(SECRET)
+        .api_base(fake.base_url())
+        .token_key(TOKEN_KEY)
+        .cache_ttl(Duration::from_secs(3600))
+        .login_rate(0)
 }
 
-fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (fake, wx) = rt.block_on(async {
-        let fake = FakeWeChat::start(APP_ID, SECRET).await.unwrap();
-        let wx = WxLogin::builder()
-            .app_id(APP_ID)
-            .app_secret(SECRET)
-            .api_base(fake.base_url())
-            .cache_ttl(Duration::from_secs(3600))
-            .build()
-            .unwrap();
-        (fake, wx)
-    });
-    let mut app: Router = Router::new()
+fn app_router(wx: &WxLogin) -> Router {
+    Router::new()
         .route(
             "/",
             get(|u: WxUser| async move { format!("hello {}", u.openid()) }),
         )
         .layer(wx.layer())
-        .route_service("/wx/login", wx.login_service());
-    let mut bare: Router = Router::new().route(
+        .route_service("/wx/login", wx.login_service())
+}
+
+fn bare_router() -> Router {
+    Router::new().route(
         "/",
         get(|| async move { format!("hello {}", "o-bench-user") }),
-    );
-    let token = rt.block_on(async {
-        for i in 0..1000 {
-            login(&mut app, &fake, &format!("o-user-{i}")).await;
+    )
+}
+
+/// Times `iters` requests in one `block_on`, cycling through `auths`.
+fn run_st(
+    rt: &tokio::runtime::Runtime,
+    app: &Router,
+    auths: &[HeaderValue],
+    status: u16,
+    iters: u64,
+) -> Duration {
+    let mut app = app.clone();
+    rt.block_on(async {
+        let mut i = 0;
+        let start = Instant::now();
+        for _ in 0..iters {
+            let res = call(&mut app, request(&auths[i])).await;
+            debug_assert_eq!(res.status(), status);
+            std::hint::black_box(res);
+            i += 1;
+            if i == auths.len() {
+                i = 0;
+            }
         }
-        login(&mut app, &fake, "o-bench-user").await
+        let elapsed = start.elapsed();
+        // One checked request per sample, outside the timing.
+        let res = call(&mut app, request(&auths[0])).await;
+        assert_eq!(res.status(), status);
+        elapsed
+    })
+}
+
+/// 64 tasks on the runtime, each doing `iters / 64` requests (at least 1);
+/// returns the time per `iters` requests.
+fn run_mt(
+    rt: &tokio::runtime::Runtime,
+    app: &Router,
+    auths: &Arc<Vec<HeaderValue>>,
+    iters: u64,
+) -> Duration {
+    const TASKS: u64 = 64;
+    let per_task = iters.div_ceil(TASKS).max(1);
+    let elapsed = rt.block_on(async {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let mut app = app.clone();
+                let auths = auths.clone();
+                tokio::spawn(async move {
+                    let mut i = (t as usize * 997) % auths.len();
+                    for _ in 0..per_task {
+                        let res = call(&mut app, request(&auths[i])).await;
+                        assert_eq!(res.status(), 200);
+                        std::hint::black_box(res);
+                        i += 1;
+                        if i == auths.len() {
+                            i = 0;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+        start.elapsed()
+    });
+    elapsed.mul_f64(iters as f64 / (per_task * TASKS) as f64)
+}
+
+/// Counts loads, to check once that the miss lines really miss.
+struct CountingLoads {
+    inner: MemoryStore,
+    loads: Arc<AtomicUsize>,
+}
+
+impl SessionStore for CountingLoads {
+    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
+        self.inner.create(id, record)
+    }
+    fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        self.inner.load(id)
+    }
+    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
+        self.inner.delete(id)
+    }
+    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
+        self.inner.touch(id, idle_expires_at_ms)
+    }
+    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
+        self.inner.delete_user(openid)
+    }
+}
+
+fn single_threaded(c: &mut Criterion, full: bool, fake: &FakeWeChat) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // 1k sessions through the real login route.
+    let wx_1k = rt.block_on(async { builder(fake).build().unwrap() });
+    let app_1k = app_router(&wx_1k);
+    let tokens_1k: Vec<HeaderValue> = rt.block_on(async {
+        let mut app = app_1k.clone();
+        let mut v = Vec::new();
+        for i in 0..1000 {
+            v.push(bearer(&login(&mut app, fake, &format!("o-user-{i}")).await));
+        }
+        v
     });
     let forged = {
-        let mut t = token.clone().into_bytes();
-        let last = t.len() - 1;
-        t[last] = if t[last] == b'A' { b'B' } else { b'A' };
-        String::from_utf8(t).unwrap()
+        let t = tokens_1k[0].to_str().unwrap();
+        let mut b = t.as_bytes().to_vec();
+        let last = b.len() - 1;
+        b[last] = if b[last] == b'A' { b'B' } else { b'A' };
+        HeaderValue::from_bytes(&b).unwrap()
     };
+    let unknown = bearer(&wx_1k.bench_unknown_token());
 
-    let mut g = c.benchmark_group("per_request");
+    // Many sessions, created as login does after WeChat answers (see
+    // `WxLogin::bench_create_session`): a login per session through the fake
+    // would take minutes for a million.
+    let many: usize = std::env::var("WXLOGIN_BENCH_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if full { 1_000_000 } else { 10_000 });
+    let wx_many = rt.block_on(async {
+        builder(fake)
+            .cache_capacity(many as u64 * 2)
+            .build()
+            .unwrap()
+    });
+    let app_many = app_router(&wx_many);
+    let started = Instant::now();
+    let tokens_many: Vec<HeaderValue> = rt.block_on(async {
+        let step = (many / 100_000).max(1);
+        let mut v = Vec::with_capacity(many.min(100_000));
+        for i in 0..many {
+            let token = wx_many
+                .bench_create_session(
+                    &format!("o-many-{i:07}"),
+                    None,
+                    Secret::new("c2Vzc2lvbi1rZXktMDEyMw=="),
+                    (),
+                )
+                .await
+                .unwrap();
+            if i % step == 0 && v.len() < 100_000 {
+                v.push(bearer(&token));
+            }
+        }
+        v
+    });
+    eprintln!(
+        "created {many} sessions in {:.1} s; {} tokens in rotation",
+        started.elapsed().as_secs_f64(),
+        tokens_many.len()
+    );
+
+    // Every request misses: a cache of capacity 0 keeps nothing. Checked
+    // once on a store that counts its loads; the timed line has a plain store.
+    let loads = Arc::new(AtomicUsize::new(0));
+    let (wx_check, check_token) = rt.block_on(async {
+        let wx = builder(fake)
+            .cache_capacity(0)
+            .store(CountingLoads {
+                inner: MemoryStore::new(),
+                loads: loads.clone(),
+            })
+            .build()
+            .unwrap();
+        let token = wx
+            .bench_create_session("o-miss", None, Secret::new("a2V5"), ())
+            .await
+            .unwrap();
+        (wx, bearer(&token))
+    });
+    run_st(&rt, &app_router(&wx_check), std::slice::from_ref(&check_token), 200, 1000);
+    let n = loads.load(Ordering::Relaxed);
+    assert!(
+        n >= 1000,
+        "capacity 0 should miss every time; 1001 requests made {n} loads"
+    );
+    let (wx_miss, miss_token) = rt.block_on(async {
+        let wx = builder(fake).cache_capacity(0).build().unwrap();
+        let token = wx
+            .bench_create_session("o-miss", None, Secret::new("a2V5"), ())
+            .await
+            .unwrap();
+        (wx, bearer(&token))
+    });
+    let app_miss = app_router(&wx_miss);
+
+    let redis = std::env::var("WXLOGIN_BENCH_REDIS_URL").ok().map(|url| {
+        rt.block_on(async {
+            let store = wxlogin::store::RedisStore::connect(&url)
+                .await
+                .expect("WXLOGIN_BENCH_REDIS_URL: cannot connect")
+                .with_prefix("wxbench:");
+            let wx = builder(fake)
+                .cache_capacity(0)
+                .store(store)
+                .build()
+                .unwrap();
+            let token = wx
+                .bench_create_session("o-redis", None, Secret::new("a2V5"), ())
+                .await
+                .unwrap();
+            (app_router(&wx), bearer(&token))
+        })
+    });
+
+    let bare = bare_router();
+    let mut g = c.benchmark_group("st");
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(4));
+    let same = std::slice::from_ref(&tokens_1k[0]);
     g.bench_function("bare", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let res = call(&mut bare, request(&token)).await;
-                assert_eq!(res.status(), 200);
-            })
+        ran("st", "bare");
+        b.iter_custom(|n| run_st(&rt, &bare, same, 200, n))
+    });
+    g.bench_function("hit_1k", |b| {
+        ran("st", "hit_1k");
+        b.iter_custom(|n| run_st(&rt, &app_1k, &tokens_1k, 200, n))
+    });
+    g.bench_function("hit_1m", |b| {
+        ran("st", "hit_1m");
+        b.iter_custom(|n| run_st(&rt, &app_many, &tokens_many, 200, n))
+    });
+    g.bench_function("unknown_token", |b| {
+        ran("st", "unknown_token");
+        b.iter_custom(|n| run_st(&rt, &app_1k, std::slice::from_ref(&unknown), 401, n))
+    });
+    g.bench_function("forged_token", |b| {
+        ran("st", "forged_token");
+        b.iter_custom(|n| run_st(&rt, &app_1k, std::slice::from_ref(&forged), 401, n))
+    });
+    g.bench_function("miss_memory", |b| {
+        ran("st", "miss_memory");
+        b.iter_custom(|n| run_st(&rt, &app_miss, std::slice::from_ref(&miss_token), 200, n))
+    });
+    if let Some((app_redis, token)) = &redis {
+        g.bench_function("miss_redis", |b| {
+            ran("st", "miss_redis");
+            b.iter_custom(|n| run_st(&rt, app_redis, std::slice::from_ref(token), 200, n))
+        });
+    }
+    g.finish();
+
+    // 64 tasks on 2 worker threads, hit path. Sessions from real logins.
+    let mt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let auths = Arc::new(tokens_1k.clone());
+    let one = Arc::new(vec![tokens_1k[0].clone()]);
+    let mut g = c.benchmark_group("mt64");
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(4));
+    g.bench_function("bare", |b| {
+        ran("mt64", "bare");
+        b.iter_custom(|n| run_mt(&mt, &bare, &one, n))
+    });
+    g.bench_function("hit_1k", |b| {
+        ran("mt64", "hit_1k");
+        b.iter_custom(|n| run_mt(&mt, &app_1k, &auths, n))
+    });
+    g.finish();
+    drop(tokens_many);
+    // Dropping a million sessions takes a while; not worth waiting for.
+    std::mem::forget(app_many);
+    std::mem::forget(wx_many);
+}
+
+/// 100 concurrent logins per iteration against a fake WeChat answering in 20 ms.
+fn logins(c: &mut Criterion) {
+    const CONCURRENT: usize = 100;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (fake, wx) = rt.block_on(async {
+        let fake = FakeWeChat::start(APP_ID, SECRET).await.unwrap();
+        fake.set_latency(Duration::from_millis(20));
+        let wx = builder(&fake).build().unwrap();
+        (fake, wx)
+    });
+    let app = app_router(&wx);
+    let client = reqwest::Client::new();
+    let url = format!("{}/sns/jscode2session", fake.base_url());
+    let seq = Arc::new(AtomicUsize::new(0));
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Code2Session {
+        openid: String,
+        session_key: String,
+    }
+
+    let mut g = c.benchmark_group("login100");
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("direct", |b| {
+        ran("login100", "direct");
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let codes: Vec<String> = (0..CONCURRENT)
+                    .map(|_| {
+                        let i = seq.fetch_add(1, Ordering::Relaxed);
+                        fake.mint_code(&format!("o-login-{i}"))
+                    })
+                    .collect();
+                total += rt.block_on(async {
+                    let start = Instant::now();
+                    let handles: Vec<_> = codes
+                        .into_iter()
+                        .map(|code| {
+                            let client = client.clone();
+                            let url = url.clone();
+                            tokio::spawn(async move {
+                                let res = client
+                                    .get(&url)
+                                    .query(&[
+                                        ("appid", APP_ID),
+                                        ("secret", SECRET),
+                                        ("js_code", code.as_str()),
+                                        ("grant_type", "authorization_code"),
+                                    ])
+                                    .send()
+                                    .await
+                                    .unwrap();
+                                let body = res.bytes().await.unwrap();
+                                let reply: Code2Session = serde_json::from_slice(&body).unwrap();
+                                assert!(!reply.openid.is_empty());
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        h.await.unwrap();
+                    }
+                    start.elapsed()
+                });
+            }
+            total
         })
     });
-    g.bench_function("layer_cache_hit_1k_sessions", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let res = call(&mut app, request(&token)).await;
-                assert_eq!(res.status(), 200);
-            })
-        })
-    });
-    g.bench_function("layer_forged_token", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let res = call(&mut app, request(&forged)).await;
-                assert_eq!(res.status(), 401);
-            })
+    g.bench_function("route", |b| {
+        ran("login100", "route");
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let codes: Vec<String> = (0..CONCURRENT)
+                    .map(|_| {
+                        let i = seq.fetch_add(1, Ordering::Relaxed);
+                        fake.mint_code(&format!("o-login-{i}"))
+                    })
+                    .collect();
+                total += rt.block_on(async {
+                    let start = Instant::now();
+                    let handles: Vec<_> = codes
+                        .into_iter()
+                        .map(|code| {
+                            let app = app.clone();
+                            tokio::spawn(async move {
+                                let req = Request::post("/wx/login")
+                                    .body(Body::from(format!(r#"{{"code":"{code}"}}"#)))
+                                    .unwrap();
+                                let res = app.oneshot(req).await.unwrap();
+                                assert_eq!(res.status(), 200);
+                                let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+                                    .await
+                                    .unwrap();
+                                assert!(body.starts_with(b"{\"token\""));
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        h.await.unwrap();
+                    }
+                    start.elapsed()
+                });
+            }
+            total
         })
     });
     g.finish();
     drop(fake);
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+/// Where criterion writes: `$CARGO_TARGET_DIR/criterion`, else the `target`
+/// directory this binary was built in.
+fn criterion_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir).join("criterion");
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/release/deps/layer-<hash>
+    exe.ancestors()
+        .nth(3)
+        .map(|t| t.join("criterion"))
+        .unwrap_or_else(|| PathBuf::from("target/criterion"))
+}
+
+fn median_ns(dir: &std::path::Path, group: &str, name: &str) -> Option<(f64, f64, f64)> {
+    let path = dir.join(group).join(name).join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let m = &v["median"];
+    Some((
+        m["point_estimate"].as_f64()?,
+        m["confidence_interval"]["lower_bound"].as_f64()?,
+        m["confidence_interval"]["upper_bound"].as_f64()?,
+    ))
+}
+
+fn summary(dir: &std::path::Path) {
+    let ran = RAN.lock().unwrap().clone();
+    let base = |group: &str| -> Option<f64> {
+        let name = if group == "login100" {
+            "direct"
+        } else {
+            "bare"
+        };
+        median_ns(dir, group, name).map(|m| m.0)
+    };
+    println!();
+    println!("summary (medians of this run; ratio to `bare` of the same group, login100 to `direct`)");
+    println!(
+        "| {:<22} | {:>14} | {:>25} | {:>6} |",
+        "line", "ns/request", "95% CI of median", "ratio"
+    );
+    println!("|{:-<24}|{:->16}|{:->27}|{:->8}|", "", "", "", "");
+    for (group, name) in ran {
+        let Some((m, lo, hi)) = median_ns(dir, group, name) else {
+            continue;
+        };
+        let (m, lo, hi, unit) = if group == "login100" {
+            (m / 1e6, lo / 1e6, hi / 1e6, " ms/100")
+        } else {
+            (m, lo, hi, "")
+        };
+        let ratio = base(group)
+            .map(|b| {
+                let b = if group == "login100" { b / 1e6 } else { b };
+                format!("{:.2}", m / b)
+            })
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "| {:<22} | {:>14} | {:>25} | {:>6} |",
+            format!("{group}/{name}"),
+            format!("{m:.1}{unit}"),
+            format!("{lo:.1} .. {hi:.1}"),
+            ratio
+        );
+    }
+    if let (Some(k), Some(m)) = (median_ns(dir, "st", "hit_1k"), median_ns(dir, "st", "hit_1m")) {
+        println!("hit_1m / hit_1k = {:.2}", m.0 / k.0);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let full = args.iter().any(|a| a == "--bench")
+        && !args.iter().any(|a| a == "--test" || a == "--list");
+    let dir = criterion_dir();
+    let mut c = Criterion::default()
+        .output_directory(&dir)
+        .configure_from_args();
+    let fake_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = fake_rt
+        .block_on(FakeWeChat::start(APP_ID, SECRET))
+        .unwrap();
+    single_threaded(&mut c, full, &fake);
+    logins(&mut c);
+    c.final_summary();
+    if full {
+        summary(&dir);
+    }
+    drop(fake);
+}

@@ -1,5 +1,5 @@
-//! The login hook registers users in SQLite through sqlx:
-//! `cargo run --example sqlx_users`.
+//! The login hook registers users in a SQL database through sqlx, on SQLite
+//! or PostgreSQL: `cargo run --example sqlx_users`.
 //!
 //! The first login of an openid inserts a row in `users`; later logins find
 //! it and count the login. The row id is the session's app data, so every
@@ -7,15 +7,21 @@
 //! database fails during login, the hook answers [`LoginError::unavailable`]
 //! and the client gets `503 store_unavailable`, never a half-made session.
 //!
+//! The example uses sqlx's `Any` driver, so one binary serves both backends:
+//! `DATABASE_URL` picks it. The SQL is portable (`$1` placeholders,
+//! `INSERT ... ON CONFLICT (openid) DO UPDATE ... RETURNING id`, timestamps
+//! as BIGINT unix seconds); only the `CREATE TABLE` differs per backend.
+//!
 //! Environment (all optional): `DATABASE_URL` (default `sqlite::memory:`;
-//! a file such as `sqlite:users.db` keeps users across restarts),
+//! a file such as `sqlite:users.db` keeps users across restarts and is
+//! created when missing; `postgres://user@host:5432/db` uses PostgreSQL, and
+//! `?options=-c%20search_path%3Dmyschema` puts the table in a schema),
 //! `WXLOGIN_BIND` (default `127.0.0.1:3002`), `WXLOGIN_TOKEN_KEY`,
 //! `WXLOGIN_SESSION_TTL` (seconds). It runs against the crate's fake WeChat.
 //!
 //! Routes: `POST /wx/login`, `POST /wx/logout`, `GET /api/me` (JSON with
 //! `user_id`, `openid`, `unionid`, `login_count`, `created_at`).
 
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -23,7 +29,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
 use wxlogin::mock::FakeWeChat;
 use wxlogin::{Identity, LoginError, WxLogin, WxUser};
 
@@ -49,45 +56,75 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Opens the database and makes sure the table exists.
-async fn open_db(url: &str) -> Result<SqlitePool, sqlx::Error> {
-    let options = SqliteConnectOptions::from_str(url)?.create_if_missing(true);
-    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+/// The `users` table for SQLite: `INTEGER PRIMARY KEY` is the rowid.
+const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS users (
+    id          INTEGER PRIMARY KEY,
+    openid      TEXT NOT NULL UNIQUE,
+    unionid     TEXT,
+    created_at  BIGINT NOT NULL,
+    login_count BIGINT NOT NULL DEFAULT 0
+)";
+
+/// The `users` table for PostgreSQL: every integer is BIGINT, so each column
+/// decodes as `i64` through the `Any` driver on both backends.
+const POSTGRES_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS users (
+    id          BIGSERIAL PRIMARY KEY,
+    openid      TEXT NOT NULL UNIQUE,
+    unionid     TEXT,
+    created_at  BIGINT NOT NULL,
+    login_count BIGINT NOT NULL DEFAULT 0
+)";
+
+/// Opens the database (SQLite or PostgreSQL, by URL scheme) and makes sure
+/// the table exists.
+async fn open_db(url: &str) -> Result<AnyPool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let sqlite = url.starts_with("sqlite:");
+    let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
+    if !sqlite && !postgres {
+        return Err(sqlx::Error::Configuration(
+            format!("DATABASE_URL must start with sqlite: or postgres://, not {url:?}").into(),
+        ));
+    }
+    let in_memory = sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
     let pool = if in_memory {
         // Every connection to `:memory:` is its own empty database: keep
         // exactly one, forever.
-        SqlitePoolOptions::new()
+        AnyPoolOptions::new()
             .min_connections(1)
             .max_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options)
+            .connect(url)
+            .await?
+    } else if sqlite && !url.contains("mode=") {
+        // Create the file when it is missing (sqlx's `mode=rwc`).
+        let sep = if url.contains('?') { '&' } else { '?' };
+        AnyPoolOptions::new()
+            .max_connections(8)
+            .connect(&format!("{url}{sep}mode=rwc"))
             .await?
     } else {
-        SqlitePoolOptions::new()
+        AnyPoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect(url)
             .await?
     };
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS users (
-            id          INTEGER PRIMARY KEY,
-            openid      TEXT NOT NULL UNIQUE,
-            unionid     TEXT,
-            created_at  INTEGER NOT NULL,
-            login_count INTEGER NOT NULL DEFAULT 0
-        )",
-    )
-    .execute(&pool)
-    .await?;
+    let schema = if sqlite {
+        SQLITE_SCHEMA
+    } else {
+        POSTGRES_SCHEMA
+    };
+    sqlx::query(schema).execute(&pool).await?;
     Ok(pool)
 }
 
 /// Finds the user by openid or registers them, counting the login; one
-/// statement, so two first logins at once still make one row.
-async fn find_or_create(db: &SqlitePool, who: &Identity) -> Result<UserId, sqlx::Error> {
+/// statement, so two first logins at once still make one row. The same SQL
+/// runs on SQLite (3.35 or newer) and PostgreSQL.
+async fn find_or_create(db: &AnyPool, who: &Identity) -> Result<UserId, sqlx::Error> {
     sqlx::query_scalar(
-        "INSERT INTO users (openid, unionid, created_at, login_count) VALUES (?1, ?2, ?3, 1)
+        "INSERT INTO users (openid, unionid, created_at, login_count) VALUES ($1, $2, $3, 1)
          ON CONFLICT (openid) DO UPDATE SET
              login_count = users.login_count + 1,
              unionid = COALESCE(excluded.unionid, users.unionid)
@@ -113,8 +150,8 @@ async fn main() {
     let db_url = env("DATABASE_URL").unwrap_or_else(|| "sqlite::memory:".into());
     let db = open_db(&db_url)
         .await
-        .unwrap_or_else(|e| fail(&format!("cannot open {db_url}: {e}")));
-    tracing::info!(database = %db_url, "sqlx_users example: database ready");
+        .unwrap_or_else(|e| fail(&format!("cannot open {}: {e}", redact(&db_url))));
+    tracing::info!(database = %redact(&db_url), "sqlx_users example: database ready");
 
     let fake = FakeWeChat::start(APP_ID, APP_SECRET)
         .await
@@ -170,10 +207,10 @@ async fn main() {
 }
 
 /// `GET /api/me`: the row id comes from the session; the rest from the database.
-async fn me(State(db): State<SqlitePool>, user: WxUser<UserId>) -> Response {
+async fn me(State(db): State<AnyPool>, user: WxUser<UserId>) -> Response {
     let user_id = *user.data();
     let row: Result<Option<(i64, i64)>, _> =
-        sqlx::query_as("SELECT login_count, created_at FROM users WHERE id = ?1")
+        sqlx::query_as("SELECT login_count, created_at FROM users WHERE id = $1")
             .bind(user_id)
             .fetch_optional(&db)
             .await;
@@ -200,5 +237,24 @@ async fn me(State(db): State<SqlitePool>, user: WxUser<UserId>) -> Response {
             )
                 .into_response()
         }
+    }
+}
+
+/// The database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
     }
 }

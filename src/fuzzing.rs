@@ -46,8 +46,9 @@ pub const TOKEN_ALPHABET: &[u8; 64] =
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Every message the login body parser may answer with.
-pub const LOGIN_BODY_MESSAGES: [&str; 4] = [
+pub const LOGIN_BODY_MESSAGES: [&str; 5] = [
     "the body must be a JSON object with a \"code\" string",
+    "\"appid\" must be the mini program's app id",
     "the body has no \"code\"",
     "\"code\" must be the non-empty code from wx.login()",
     "\"code\" must be a string",
@@ -96,6 +97,12 @@ pub fn read_token<'a>(source: &TokenSource, headers: &'a HeaderMap) -> Result<&'
 /// The login code in a login request body, or the `bad_request` message.
 pub fn parse_login_body(body: &[u8]) -> Result<String, &'static str> {
     crate::login::parse_login_body(body)
+}
+
+/// The login code and the optional `appid` (which mini program) in a login
+/// request body, or the `bad_request` message.
+pub fn parse_login_request(body: &[u8]) -> Result<(String, Option<String>), &'static str> {
+    crate::login::parse_login_request(body)
 }
 
 /// What the login route makes of one `code2Session` reply body.
@@ -279,21 +286,38 @@ fn sane_code(code: &str) -> bool {
 /// Fuzz target `login_body`: the login request body parser.
 ///
 /// Invariants: never panics; answers one of [`LOGIN_BODY_MESSAGES`] or a
-/// code; accepts exactly the bodies that an independent reading (JSON
-/// value, object, `code` a sane string) accepts, with the same code.
+/// code (and app id); accepts exactly the bodies that an independent
+/// reading (JSON value, object, `code` a sane string, `appid` absent, null
+/// or a string of 1 to 64 bytes) accepts, with the same code and app id;
+/// [`parse_login_body`] agrees with it.
 pub fn login_body(data: &[u8]) {
-    let parsed = parse_login_body(data);
-    let oracle = match serde_json::from_slice::<serde_json::Value>(data) {
-        Ok(serde_json::Value::Object(map)) => match map.get("code") {
-            Some(serde_json::Value::String(code)) if sane_code(code) => Some(code.clone()),
-            _ => None,
-        },
+    use serde_json::Value;
+    let parsed = parse_login_request(data);
+    let oracle = match serde_json::from_slice::<Value>(data) {
+        Ok(Value::Object(map)) => {
+            let appid = match map.get("appid") {
+                None | Some(Value::Null) => Some(None),
+                Some(Value::String(a)) if !a.is_empty() && a.len() <= 64 => Some(Some(a.clone())),
+                Some(_) => None,
+            };
+            match (appid, map.get("code")) {
+                (Some(appid), Some(Value::String(code))) if sane_code(code) => {
+                    Some((code.clone(), appid))
+                }
+                _ => None,
+            }
+        }
         _ => None,
     };
+    assert_eq!(
+        parse_login_body(data),
+        parsed.clone().map(|(code, _)| code),
+        "the two entry points disagree"
+    );
     match parsed {
-        Ok(code) => {
-            assert!(sane_code(&code), "{code:?}");
-            assert_eq!(Some(code), oracle, "accepted a body the oracle refuses");
+        Ok(request) => {
+            assert!(sane_code(&request.0), "{request:?}");
+            assert_eq!(Some(request), oracle, "accepted a body the oracle refuses");
         }
         Err(msg) => {
             assert!(LOGIN_BODY_MESSAGES.contains(&msg), "{msg:?}");

@@ -201,7 +201,8 @@ where
 /// content type), or the `bad_request` message saying what is wrong.
 ///
 /// A code is a non-empty string of at most [`MAX_CODE_LEN`] visible ASCII
-/// characters; other fields are ignored.
+/// characters; `appid` is checked as [`parse_login_request`] does, other
+/// fields are ignored.
 pub(crate) fn parse_login_body(body: &[u8]) -> Result<String, &'static str> {
     parse_login_request(body).map(|(code, _)| code)
 }

@@ -1,6 +1,7 @@
 //! Runs the example binaries as real processes and drives them over HTTP:
 //! the demo's contract (DESIGN.md "The demo"), the hyper example, the sqlx
-//! example and the envelope example.
+//! example (SQLite, and PostgreSQL when `WXLOGIN_TEST_POSTGRES_URL` names a
+//! server) and the envelope example.
 //!
 //! `cargo test --test examples` builds only this test, not the examples, so
 //! the first test to need a binary runs `cargo build --examples` once (a
@@ -600,6 +601,188 @@ async fn sqlx_example_uses_database_url_and_maps_failures() {
     assert_error(status, &body, 503, "store_unavailable");
     assert_eq!(body["relogin"], false);
     assert!(body.get("token").is_none(), "{body}");
+}
+
+/// The PostgreSQL server for [`sqlx_example_on_postgres`], from
+/// `WXLOGIN_TEST_POSTGRES_URL` (`.ci/run` sets it where PostgreSQL runs).
+fn postgres_url() -> Option<String> {
+    std::env::var("WXLOGIN_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// A schema of its own for one test run, so parallel runs on one server do
+/// not share the `users` table. Dropping it drops the schema and the table
+/// (on a thread of its own: `Drop` cannot await, and a panicking test must
+/// clean up too).
+struct PgSchema {
+    admin_url: String,
+    name: String,
+}
+
+impl PgSchema {
+    async fn create(admin_url: &str) -> PgSchema {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("wxlogin_test_{}_{nanos}", std::process::id());
+        let admin = sqlx::PgPool::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to WXLOGIN_TEST_POSTGRES_URL: {e}"));
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&admin)
+            .await
+            .expect("create the test schema");
+        admin.close().await;
+        PgSchema {
+            admin_url: admin_url.to_owned(),
+            name,
+        }
+    }
+
+    /// The server URL with `search_path` set to this schema, for the example.
+    fn url(&self) -> String {
+        let sep = if self.admin_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "{}{sep}options=-c%20search_path%3D{}",
+            self.admin_url, self.name
+        )
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let url = self.admin_url.clone();
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        let _ = thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(db) = sqlx::PgPool::connect(&url).await {
+                    let _ = sqlx::query(&sql).execute(&db).await;
+                    db.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The sqlx example on PostgreSQL, through the same binary (sqlx's `Any`
+/// driver): register and find users, the same row under concurrent first
+/// logins, rows kept across a restart, and `503 store_unavailable` when the
+/// table is gone. Skipped, with a line on stderr, without
+/// `WXLOGIN_TEST_POSTGRES_URL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlx_example_on_postgres() {
+    let Some(admin_url) = postgres_url() else {
+        eprintln!(
+            "skipped: WXLOGIN_TEST_POSTGRES_URL not set (sqlx_example_on_postgres; \
+             e.g. postgres://postgres@127.0.0.1:5432/test, as .ci/run sets it)"
+        );
+        return;
+    };
+    let schema = PgSchema::create(&admin_url).await;
+    let url = schema.url();
+    let client = client();
+
+    let (alice_id, first_token) = {
+        let app = Example::start("sqlx_users", &[("DATABASE_URL", &url)]);
+
+        let first = app.login(&client, "o-alice", Some("u-alice")).await;
+        let first_token = first["token"].as_str().unwrap().to_owned();
+        let (alice_id, count) = user_id(&app, &client, &first_token).await;
+        assert_eq!(count, 1);
+        let (_, me) = app.me_json(&client, Some(&first_token)).await;
+        assert_eq!(me["openid"], "o-alice", "{me}");
+        assert_eq!(me["unionid"], "u-alice", "{me}");
+        assert!(me["created_at"].as_i64().unwrap() > 1_600_000_000, "{me}");
+
+        // Same openid again: same row, one more login, unionid kept.
+        let second = app.login(&client, "o-alice", None).await;
+        let (again_id, count) = user_id(&app, &client, second["token"].as_str().unwrap()).await;
+        assert_eq!(again_id, alice_id);
+        assert_eq!(count, 2);
+
+        // Another openid: another row.
+        let bob = app.login(&client, "o-bob", None).await;
+        let (bob_id, count) = user_id(&app, &client, bob["token"].as_str().unwrap()).await;
+        assert_ne!(bob_id, alice_id);
+        assert_eq!(count, 1);
+
+        // Six first logins of one openid at once: one row, six logins.
+        let mut codes = Vec::new();
+        for _ in 0..6 {
+            codes.push(app.mint(&client, "o-race", None).await);
+        }
+        let replies =
+            futures_util::future::join_all(codes.iter().map(|c| app.login_code(&client, c))).await;
+        let mut race_ids = Vec::new();
+        for (status, body) in &replies {
+            assert_eq!(*status, 200, "{body}");
+            race_ids.push(
+                user_id(&app, &client, body["token"].as_str().unwrap())
+                    .await
+                    .0,
+            );
+        }
+        race_ids.dedup();
+        assert_eq!(
+            race_ids.len(),
+            1,
+            "concurrent first logins made several rows"
+        );
+
+        (alice_id, first_token)
+    }; // killed here
+
+    // The rows are in PostgreSQL, in the test's schema.
+    let db = sqlx::PgPool::connect(&admin_url).await.unwrap();
+    let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(&format!(
+        "SELECT openid, unionid, login_count FROM {}.users ORDER BY openid",
+        schema.name
+    ))
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("o-alice".to_owned(), Some("u-alice".to_owned()), 2),
+            ("o-bob".to_owned(), None, 1),
+            ("o-race".to_owned(), None, 6),
+        ]
+    );
+
+    // A restart keeps the users (the sessions were in memory: gone).
+    let app = Example::start("sqlx_users", &[("DATABASE_URL", &url)]);
+    let (status, body) = app.me_json(&client, Some(&first_token)).await;
+    assert_eq!(status, 401, "{body}");
+    let alice = app.login(&client, "o-alice", None).await;
+    let (id, count) = user_id(&app, &client, alice["token"].as_str().unwrap()).await;
+    assert_eq!(id, alice_id, "the user row did not survive the restart");
+    assert_eq!(count, 3);
+
+    // Break the database under the running app: the hook fails.
+    sqlx::query(&format!("DROP TABLE {}.users", schema.name))
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let code = app.mint(&client, "o-dave", None).await;
+    let (status, body) = app.login_code(&client, &code).await;
+    assert_error(status, &body, 503, "store_unavailable");
+    assert_eq!(body["relogin"], false);
+    assert!(body.get("token").is_none(), "{body}");
+    drop(app);
+    drop(schema);
 }
 
 // ---------------------------------------------------------------- envelope

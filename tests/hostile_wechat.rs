@@ -214,12 +214,7 @@ fn assert_row(what: &str, reply: &Reply, status: u16, code: &str, relogin: bool)
 
 /// Queues `replies` in front of the fake's normal behaviour, logs in once,
 /// and checks the row, the WeChat call count and that nothing was stored.
-async fn hostile(
-    what: &str,
-    replies: &[FakeReply],
-    row: (u16, &str, bool),
-    calls: usize,
-) -> (FakeWeChat, Rig) {
+async fn hostile(what: &str, replies: &[FakeReply], row: Row, calls: usize) -> (FakeWeChat, Rig) {
     let (fake, rig) = rig().await;
     for reply in replies {
         fake.push_reply(reply.clone());
@@ -232,7 +227,10 @@ async fn hostile(
     (fake, rig)
 }
 
-const UNAVAILABLE: (u16, &str, bool) = (503, "wechat_unavailable", false);
+/// An error-table row: status, `error` code, `relogin`.
+type Row = (u16, &'static str, bool);
+
+const UNAVAILABLE: Row = (503, "wechat_unavailable", false);
 
 fn repeat(reply: FakeReply) -> Vec<FakeReply> {
     vec![reply; ATTEMPTS as usize]
@@ -608,7 +606,7 @@ async fn truncated_json_is_503_and_stores_nothing() {
 async fn errcode_as_an_odd_string_is_handled_and_stores_nothing() {
     // Numeric strings map like numbers (also in login_route.rs); these add
     // the store check and the strings that are not numbers.
-    let cases: [(&str, Vec<FakeReply>, (u16, &str, bool), usize); 6] = [
+    let cases: [(&str, Vec<FakeReply>, Row, usize); 6] = [
         (
             "\"40029\"",
             vec![FakeReply::ErrcodeAsString(40029)],

@@ -207,11 +207,38 @@ proptest! {
     ) {
         let mut body = serde_json::Map::new();
         for (k, v) in extra {
-            body.insert(k, v);
+            if k != "appid" {
+                body.insert(k, v);
+            }
         }
         body.insert("code".into(), Value::String(code.clone()));
         let text = Value::Object(body).to_string();
         prop_assert_eq!(fuzzing::parse_login_body(text.as_bytes()), Ok(code));
+    }
+
+    #[test]
+    fn an_appid_is_read_with_the_code_and_a_bad_one_refused(
+        code in valid_code(),
+        appid in "[!-~]{1,64}",
+        bad in prop_oneof![
+            Just(json!("")),
+            "[a-z]{65,80}".prop_map(Value::String),
+            any::<i64>().prop_map(Value::from),
+            Just(json!(["wx1"])),
+        ],
+    ) {
+        let text = json!({ "code": code, "appid": appid }).to_string();
+        prop_assert_eq!(
+            fuzzing::parse_login_request(text.as_bytes()),
+            Ok((code.clone(), Some(appid)))
+        );
+        let text = json!({ "code": code, "appid": null }).to_string();
+        prop_assert_eq!(fuzzing::parse_login_request(text.as_bytes()), Ok((code.clone(), None)));
+        let text = json!({ "code": code, "appid": bad }).to_string();
+        prop_assert_eq!(
+            fuzzing::parse_login_request(text.as_bytes()),
+            Err("\"appid\" must be the mini program's app id")
+        );
     }
 
     #[test]
@@ -367,7 +394,8 @@ proptest! {
 
 /// Runs every file in `fuzz/<dir>/<target>/` through that target.
 fn replay(dir: &str) -> usize {
-    let targets: [(&str, fn(&[u8])); 5] = [
+    type Target = (&'static str, fn(&[u8]));
+    let targets: [Target; 5] = [
         ("token", fuzzing::token),
         ("token_header", fuzzing::token_header),
         ("login_body", fuzzing::login_body),
@@ -423,4 +451,36 @@ fn the_seeds_reach_the_interesting_paths() {
         fuzzing::parse_login_body(br#"{"code":"081aBc"}"#),
         Ok("081aBc".to_owned())
     );
+}
+
+// ---------------------------------------------------------------- regressions found by fuzzing
+
+/// Found by the `wechat_reply` target: a success reply whose *ignored*
+/// field held invalid UTF-8 was accepted, because serde skips unknown
+/// fields without checking their bytes, so a corrupted body that is not
+/// JSON logged the user in. Now a body that is not UTF-8 is unparseable
+/// (and retried), wherever the bad bytes are. Input:
+/// `fuzz/regressions/wechat_reply/invalid-utf8-in-an-ignored-field`.
+#[test]
+fn regression_invalid_utf8_in_an_ignored_field_is_not_a_success() {
+    let body = b"\xEF\xBB\xBF{\"openid\":\"o1\",\"session_key\":\"k\",\"unionid\":\"u1\",\"errcou\":\"\xC9d0e1\",\"sg\":\"ok\"}";
+    fuzzing::wechat_reply(body);
+    match fuzzing::parse_wechat_reply(body) {
+        WeChatReply::Error {
+            code,
+            retry,
+            message,
+        } => {
+            assert_eq!(code, ErrorCode::WeChatUnavailable);
+            assert!(retry);
+            assert!(message.contains("not UTF-8"), "{message}");
+        }
+        other => panic!("a body that is not UTF-8 parsed: {other:?}"),
+    }
+    // The same reply without the bad byte is a success.
+    let clean = String::from_utf8_lossy(body).replace('\u{FFFD}', "e");
+    assert!(matches!(
+        fuzzing::parse_wechat_reply(clean.as_bytes()),
+        WeChatReply::Session { .. }
+    ));
 }

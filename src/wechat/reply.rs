@@ -40,7 +40,17 @@ pub(super) fn parse_reply<T: DeserializeOwned>(body: &[u8]) -> Result<T, Attempt
             err.column()
         ))
     };
-    let envelope: Envelope = serde_json::from_slice(body).map_err(unparseable)?;
+    // JSON is UTF-8. A body that is not (corrupted, or re-encoded by a proxy)
+    // is refused whole, even where the bad bytes sit in a field nobody reads:
+    // serde skips ignored fields without checking them.
+    let body = std::str::from_utf8(body).map_err(|err| {
+        AttemptError::transient(format!(
+            "unparseable reply ({} bytes, not UTF-8 at byte {})",
+            body.len(),
+            err.valid_up_to()
+        ))
+    })?;
+    let envelope: Envelope = serde_json::from_str(body).map_err(unparseable)?;
     let errcode = match envelope.errcode {
         None => 0,
         Some(Errcode::Number(n)) => n,
@@ -54,5 +64,5 @@ pub(super) fn parse_reply<T: DeserializeOwned>(body: &[u8]) -> Result<T, Attempt
     if errcode != 0 {
         return Err(errcode_error(errcode, envelope.errmsg));
     }
-    serde_json::from_slice(body).map_err(unparseable)
+    serde_json::from_str(body).map_err(unparseable)
 }
