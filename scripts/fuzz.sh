@@ -61,7 +61,7 @@ for target in "${targets[@]}"; do
         failed+=("$target")
     fi
     # libFuzzer's own summary: executions, coverage, corpus size.
-    grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)|^#[0-9]+ +DONE' "$log" || true
+    grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)|^#[0-9]+[[:space:]]+DONE' "$log" || true
     if [ "$status" = FAILED ]; then
         tail -n 40 "$log"
     fi

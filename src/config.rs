@@ -45,6 +45,12 @@ pub enum TokenSource {
 
 impl TokenSource {
     /// A named header; `None` if the name is not a valid header name.
+    ///
+    /// ```
+    /// use wxlogin::TokenSource;
+    /// assert!(TokenSource::header("X-WX-Session").is_some());
+    /// assert!(TokenSource::header("not a header name").is_none());
+    /// ```
     pub fn header(name: &str) -> Option<Self> {
         HeaderName::from_bytes(name.as_bytes())
             .ok()
@@ -159,6 +165,16 @@ impl<T> std::fmt::Debug for WxLogin<T> {
 
 impl WxLogin<()> {
     /// Starts a configuration. App id and secret are required; the rest has defaults.
+    ///
+    /// ```
+    /// use wxlogin::WxLogin;
+    /// let wx = WxLogin::builder()
+    ///     .app_id("wx0123456789abcdef")
+    ///     .app_secret("app-secret")
+    ///     .build()?;
+    /// assert_eq!(wx.app_id(), "wx0123456789abcdef");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn builder() -> WxLoginBuilder<()> {
         WxLoginBuilder::new()
     }
@@ -169,6 +185,30 @@ where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     /// The layer that requires a valid session on every request it wraps.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{body::Body, routing::get, Router};
+    /// use http::{header, Request, StatusCode};
+    /// use tower::ServiceExt as _;
+    ///
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s").build()?;
+    /// let app = Router::new()
+    ///     .route("/api/orders", get(|| async { "[]" }))
+    ///     .layer(wx.layer()); // every route above needs a session
+    ///
+    /// // No token, or a forged one: 401, and the handler never runs.
+    /// let res = app.clone().oneshot(Request::get("/api/orders").body(Body::empty())?).await?;
+    /// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    /// assert!(res.headers().contains_key(header::WWW_AUTHENTICATE));
+    /// let forged = Request::get("/api/orders")
+    ///     .header(header::AUTHORIZATION, "Bearer forged")
+    ///     .body(Body::empty())?;
+    /// assert_eq!(app.oneshot(forged).await?.status(), StatusCode::UNAUTHORIZED);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn layer(&self) -> WxLoginLayer<T> {
         WxLoginLayer::new(self.shared.clone(), false)
     }
@@ -177,11 +217,67 @@ where
     ///
     /// A request with a bad or expired token still reaches the handler, and
     /// the extractors (`WxUser`, `Option<WxUser>`) answer its 401.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{body::Body, routing::get, Router};
+    /// use http::{header, Request, StatusCode};
+    /// use tower::ServiceExt as _;
+    /// use wxlogin::{WxLogin, WxUser};
+    ///
+    /// async fn home(user: Option<WxUser>) -> String {
+    ///     match user {
+    ///         Some(user) => format!("hello {}", user.openid()),
+    ///         None => "hello stranger".to_owned(),
+    ///     }
+    /// }
+    ///
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").build()?;
+    /// let app = Router::new().route("/", get(home)).layer(wx.optional_layer());
+    ///
+    /// // Anonymous: the handler runs with `None`.
+    /// let res = app.clone().oneshot(Request::get("/").body(Body::empty())?).await?;
+    /// assert_eq!(res.status(), StatusCode::OK);
+    /// // A bad token is still a 401: the client should log in again.
+    /// let forged = Request::get("/")
+    ///     .header(header::AUTHORIZATION, "Bearer forged")
+    ///     .body(Body::empty())?;
+    /// assert_eq!(app.oneshot(forged).await?.status(), StatusCode::UNAUTHORIZED);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn optional_layer(&self) -> WxLoginLayer<T> {
         WxLoginLayer::new(self.shared.clone(), true)
     }
 
     /// The login route: `POST {"code"}` → `{"token","expires_in","openid","unionid"}`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{body::Body, Router};
+    /// use http::{Request, StatusCode};
+    /// use tower::ServiceExt as _;
+    /// use wxlogin::{mock::FakeWeChat, WxLogin};
+    ///
+    /// let wechat = FakeWeChat::start("wx1", "s").await?;
+    /// let wx = WxLogin::builder()
+    ///     .app_id("wx1")
+    ///     .app_secret("s")
+    ///     .api_base(wechat.base_url())
+    ///     .build()?;
+    /// let app = Router::new().route_service("/wx/login", wx.login_service());
+    ///
+    /// let code = wechat.mint_code("o-alice"); // what `wx.login()` gives the mini program
+    /// let login = || Request::post("/wx/login").body(Body::from(format!(r#"{{"code":"{code}"}}"#)));
+    /// let res = app.clone().oneshot(login()?).await?;
+    /// assert_eq!(res.status(), StatusCode::OK);
+    /// // A code is single use: 400 `invalid_code`, with `relogin: true`.
+    /// assert_eq!(app.oneshot(login()?).await?.status(), StatusCode::BAD_REQUEST);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn login_service(&self) -> LoginService<T> {
         LoginService::new(self.shared.clone(), None)
     }
@@ -192,32 +288,131 @@ where
     ///
     /// [`WxLogin::login_service`] serves them all instead: the body names
     /// its app with `{"code", "appid"}` (the default app when absent).
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use wxlogin::WxLogin;
+    ///
+    /// let wx = WxLogin::builder()
+    ///     .app_id("wx_shop_00000000").app_secret("shop-secret")
+    ///     .add_app("wx_game_00000000", "game-secret")
+    ///     .build()?;
+    /// let mut app = Router::new();
+    /// for app_id in wx.app_ids() {
+    ///     let login = wx.login_service_for(app_id).expect("a configured app");
+    ///     app = app.route_service(&format!("/wx/{app_id}/login"), login);
+    /// }
+    /// assert!(wx.login_service_for("wx_unknown").is_none());
+    /// # let _: Router = app;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn login_service_for(&self, app_id: &str) -> Option<LoginService<T>> {
         let i = self.shared.apps.iter().position(|a| a.app_id == app_id)?;
         Some(LoginService::new(self.shared.clone(), Some(i)))
     }
 
     /// Every app id this login serves, the default first.
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder()
+    ///     .app_id("wx1").app_secret("s1")
+    ///     .add_app("wx2", "s2")
+    ///     .build()?;
+    /// assert_eq!(wx.app_ids().collect::<Vec<_>>(), ["wx1", "wx2"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn app_ids(&self) -> impl Iterator<Item = &str> {
         self.shared.apps.iter().map(|a| a.app_id.as_str())
     }
 
     /// The logout route: `POST` with the token → 204.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{body::Body, routing::get, Router};
+    /// use http::{header, Request, StatusCode};
+    /// use tower::ServiceExt as _;
+    /// use wxlogin::{mock::FakeWeChat, WxLogin};
+    ///
+    /// let wechat = FakeWeChat::start("wx1", "s").await?;
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").api_base(wechat.base_url()).build()?;
+    /// let app = Router::new()
+    ///     .route("/api/me", get(|| async { "me" }))
+    ///     .layer(wx.layer())
+    ///     .route_service("/wx/login", wx.login_service())
+    ///     .route_service("/wx/logout", wx.logout_service());
+    ///
+    /// let code = wechat.mint_code("o-alice");
+    /// let res = app.clone()
+    ///     .oneshot(Request::post("/wx/login").body(Body::from(format!(r#"{{"code":"{code}"}}"#)))?)
+    ///     .await?;
+    /// let bytes = axum::body::to_bytes(res.into_body(), 4096).await?;
+    /// let token = serde_json::from_slice::<serde_json::Value>(&bytes)?["token"]
+    ///     .as_str().unwrap().to_owned();
+    /// let with_token = |req: http::request::Builder| {
+    ///     req.header(header::AUTHORIZATION, format!("Bearer {token}")).body(Body::empty())
+    /// };
+    ///
+    /// let res = app.clone().oneshot(with_token(Request::post("/wx/logout"))?).await?;
+    /// assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    /// // The token is dead at once.
+    /// let res = app.oneshot(with_token(Request::get("/api/me"))?).await?;
+    /// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn logout_service(&self) -> LogoutService<T> {
         LogoutService::new(self.shared.clone())
     }
 
     /// The configured app id.
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s").build()?;
+    /// assert_eq!(wx.app_id(), "wx1");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn app_id(&self) -> &str {
         &self.shared.app_id
     }
 
     /// The session store.
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s").build()?;
+    /// // The default store is a `MemoryStore`, private to this process.
+    /// assert!(!wx.store().is_shared());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         self.shared.sessions.store()
     }
 
     /// Ends every session of a user (log out everywhere); returns how many.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{body::Body, Router};
+    /// use http::{Request, StatusCode};
+    /// use tower::ServiceExt as _;
+    /// use wxlogin::{mock::FakeWeChat, WxLogin};
+    ///
+    /// let wechat = FakeWeChat::start("wx1", "s").await?;
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").api_base(wechat.base_url()).build()?;
+    /// let app = Router::new().route_service("/wx/login", wx.login_service());
+    /// for _device in 0..2 {
+    ///     let code = wechat.mint_code("o-alice");
+    ///     let login = Request::post("/wx/login").body(Body::from(format!(r#"{{"code":"{code}"}}"#)))?;
+    ///     assert_eq!(app.clone().oneshot(login).await?.status(), StatusCode::OK);
+    /// }
+    ///
+    /// assert_eq!(wx.revoke_user("o-alice").await?, 2);
+    /// assert_eq!(wx.revoke_user("o-alice").await?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn revoke_user(&self, openid: &str) -> Result<usize, StoreError> {
         self.shared.revoke_user(openid).await
     }
@@ -316,6 +511,22 @@ where
 }
 
 /// Builds a [`WxLogin`]; start with [`WxLogin::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use wxlogin::WxLogin;
+///
+/// let wx = WxLogin::builder()
+///     .app_id("wx0123456789abcdef")
+///     .app_secret("app-secret")
+///     .token_key("0123456789abcdef0123456789abcdef") // from your secret store
+///     .session_ttl(Duration::from_secs(30 * 24 * 3600))
+///     .idle_timeout(Duration::from_secs(7 * 24 * 3600))
+///     .token_header("X-WX-Session")
+///     .build()?;
+/// # let _ = wx;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct WxLoginBuilder<T> {
     app_id: Option<String>,
     app_secret: Option<Secret>,
@@ -385,12 +596,29 @@ impl WxLoginBuilder<()> {
 
 impl<T> WxLoginBuilder<T> {
     /// The mini program's app id (`appid`). Required.
+    ///
+    /// ```
+    /// use wxlogin::{BuildError, WxLogin};
+    /// let wx = WxLogin::builder().app_id("wx0123456789abcdef").app_secret("s").build()?;
+    /// assert_eq!(wx.app_id(), "wx0123456789abcdef");
+    /// assert!(matches!(WxLogin::builder().app_secret("s").build(), Err(BuildError::MissingAppId)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn app_id(mut self, app_id: impl Into<String>) -> Self {
         self.app_id = Some(app_id.into());
         self
     }
 
     /// The mini program's app secret. Required; kept in a redacting [`Secret`].
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder()
+    ///     .app_id("wx1")
+    ///     .app_secret("app-secret")
+    ///     .build()?;
+    /// assert!(!format!("{wx:?}").contains("app-secret"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn app_secret(mut self, secret: impl Into<Secret>) -> Self {
         self.app_secret = Some(secret.into());
         self
@@ -416,12 +644,32 @@ impl<T> WxLoginBuilder<T> {
 
     /// The WeChat API base URL, for proxies and test doubles
     /// (default `https://api.weixin.qq.com`).
+    ///
+    /// ```
+    /// use wxlogin::{BuildError, WxLogin};
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .api_base("http://wechat-proxy.internal:8080")
+    ///     .build()?;
+    /// # let _ = wx;
+    /// let bad = WxLogin::builder().app_id("wx1").app_secret("s").api_base("wechat-proxy").build();
+    /// assert!(matches!(bad, Err(BuildError::InvalidValue { field: "api_base", .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn api_base(mut self, url: impl Into<String>) -> Self {
         self.api_base = url.into().trim_end_matches('/').to_owned();
         self
     }
 
     /// Where the token is read (default `Authorization: Bearer`).
+    ///
+    /// ```
+    /// use wxlogin::{TokenSource, WxLogin};
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .token_source(TokenSource::header("X-WX-Session").unwrap())
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn token_source(mut self, source: TokenSource) -> Self {
         self.token_source = source;
         self
@@ -431,12 +679,49 @@ impl<T> WxLoginBuilder<T> {
     ///
     /// # Panics
     /// If `name` is not a valid header name (a start-up programming error).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{body::Body, routing::get, Router};
+    /// use http::{header, Request, StatusCode};
+    /// use serde_json::Value;
+    /// use tower::ServiceExt as _;
+    ///
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .token_header("X-WX-Session")
+    ///     .build()?;
+    /// let app = Router::new().route("/api/me", get(|| async { "me" })).layer(wx.layer());
+    ///
+    /// // A token in `X-WX-Session` is checked (this one is forged) ...
+    /// let req = Request::get("/api/me").header("x-wx-session", "forged").body(Body::empty())?;
+    /// let res = app.clone().oneshot(req).await?;
+    /// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    /// let body: Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 4096).await?)?;
+    /// assert_eq!(body["error"], "invalid_token");
+    /// // ... and `Authorization` is not read at all.
+    /// let req = Request::get("/api/me").header(header::AUTHORIZATION, "Bearer x").body(Body::empty())?;
+    /// let res = app.oneshot(req).await?;
+    /// let body: Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 4096).await?)?;
+    /// assert_eq!(body["error"], "missing_token");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn token_header(self, name: &str) -> Self {
         let source = TokenSource::header(name).expect("invalid header name for token_header");
         self.token_source(source)
     }
 
     /// How long a session lives from login, whatever the use (default 7 days).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .session_ttl(Duration::from_secs(24 * 3600)) // `expires_in: 86400` in the login reply
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn session_ttl(mut self, ttl: Duration) -> Self {
         self.session_ttl = ttl;
         self
@@ -446,12 +731,30 @@ impl<T> WxLoginBuilder<T> {
     /// session with at most one store write per refresh interval (half the
     /// timeout, at most 5 minutes), so a session ends between `idle` and
     /// `idle` plus that interval after its last use, never sooner.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .session_ttl(Duration::from_secs(30 * 24 * 3600))
+    ///     .idle_timeout(Duration::from_secs(3 * 24 * 3600)) // log out after 3 days away
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = Some(idle);
         self
     }
 
     /// How many sessions the in-process cache holds (default 100 000; 0 disables it).
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .cache_capacity(10_000)
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cache_capacity(mut self, capacity: u64) -> Self {
         self.cache_capacity = capacity;
         self
@@ -459,6 +762,15 @@ impl<T> WxLoginBuilder<T> {
 
     /// How long a cached session is served without asking the store (default 30 s).
     /// It bounds how stale another instance's view can be.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .cache_ttl(Duration::from_secs(5))
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache_ttl = ttl;
         self
@@ -468,24 +780,66 @@ impl<T> WxLoginBuilder<T> {
     /// key). The first key signs new tokens; every key verifies, so a key can
     /// be rotated by putting the new one first. Without any, a random key is
     /// made at start, which only suits a single instance on a memory store.
+    ///
+    /// ```
+    /// use wxlogin::{BuildError, WxLogin};
+    /// // Rotation: the new key signs, the old one still verifies tokens it signed.
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .token_key("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+    ///     .token_key("0123456789abcdef0123456789abcdef")
+    ///     .build()?;
+    /// # let _ = wx;
+    /// let short = WxLogin::builder().app_id("wx1").app_secret("s").token_key("short").build();
+    /// assert!(matches!(short, Err(BuildError::InvalidValue { field: "token_key", .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn token_key(mut self, key: impl Into<Secret>) -> Self {
         self.token_keys.push(key.into());
         self
     }
 
     /// Where sessions are kept (default: a [`MemoryStore`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxlogin::{store::MemoryStore, WxLogin};
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .store(MemoryStore::new())
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn store(mut self, store: impl SessionStore) -> Self {
         self.store = Some(Arc::new(store));
         self
     }
 
     /// Every store call fails with `store_unavailable` after this long (default 1 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .store_timeout(Duration::from_millis(300))
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout;
         self
     }
 
     /// Largest login request body in bytes (default 16 KiB); larger gets 413.
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .body_limit(4 * 1024)
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
         self
@@ -493,6 +847,15 @@ impl<T> WxLoginBuilder<T> {
 
     /// Time limits for WeChat: connect, one attempt, and the whole exchange
     /// with its retries (defaults 2 s, 3 s, 5 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .wechat_timeouts(Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4))
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wechat_timeouts(
         mut self,
         connect: Duration,
@@ -506,6 +869,14 @@ impl<T> WxLoginBuilder<T> {
     }
 
     /// How many times a code exchange is tried when WeChat is busy or unreachable (default 3).
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .wechat_attempts(1) // no retries
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wechat_attempts(mut self, attempts: u32) -> Self {
         self.wechat_attempts = attempts;
         self
@@ -513,6 +884,14 @@ impl<T> WxLoginBuilder<T> {
 
     /// One session per user: a new login ends the user's other sessions
     /// (default: off, a user may be logged in on several devices).
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .single_session(true)
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn single_session(mut self, on: bool) -> Self {
         self.single_session = on;
         self
@@ -520,6 +899,14 @@ impl<T> WxLoginBuilder<T> {
 
     /// Caps code exchanges with WeChat in flight at once (default 256); a
     /// login over the cap gets `429 rate_limited` at once rather than queuing.
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .login_concurrency(32)
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn login_concurrency(mut self, max: usize) -> Self {
         self.login_concurrency = max;
         self
@@ -528,6 +915,14 @@ impl<T> WxLoginBuilder<T> {
     /// Caps code exchanges per second (default 500, with a burst of as many;
     /// 0 turns the cap off); over it a login gets `429 rate_limited` with
     /// `Retry-After: 1`. It protects the app's WeChat quota from a flood.
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .login_rate(50)
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn login_rate(mut self, per_second: u32) -> Self {
         self.login_rate = per_second;
         self
@@ -609,6 +1004,21 @@ impl<T> WxLoginBuilder<T> {
     }
 
     /// Checks the configuration and builds the login.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wxlogin::{BuildError, WxLogin};
+    ///
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").build()?;
+    /// # let _ = wx;
+    /// let err = WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .session_ttl(Duration::ZERO)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, BuildError::InvalidValue { field: "session_ttl", .. }));
+    /// assert_eq!(err.to_string(), "wxlogin: invalid session_ttl: must be longer than zero");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn build(self) -> Result<WxLogin<T>, BuildError>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,

@@ -80,6 +80,14 @@ const BLOCK: usize = 16;
 
 /// Why decryption or its checks failed. Its `Display` names the problem and
 /// never contains key material or decrypted data.
+///
+/// ```
+/// use wxlogin::crypto::{decrypt_json, CryptoError};
+/// let iv = "r7BXXKkLb8qrSNn05n0qiA==";
+/// let err = decrypt_json::<serde_json::Value>("not base64!", "AAAA", iv, "wx1").unwrap_err();
+/// assert!(matches!(err, CryptoError::InvalidKey(_)));
+/// assert!(err.to_string().starts_with("session_key is not valid"));
+/// ```
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
@@ -185,6 +193,23 @@ pub fn decrypt(session_key: &str, encrypted_data: &str, iv: &str) -> Result<Vec<
 /// ignored unless `T` denies them (WeChat adds fields over time).
 ///
 /// See the [module example](self).
+///
+/// ```
+/// use serde::Deserialize;
+/// use wxlogin::crypto::decrypt_json;
+///
+/// #[derive(Deserialize)]
+/// #[serde(rename_all = "camelCase")]
+/// struct UserInfo { open_id: String }
+///
+/// # let (session_key, encrypted_data, iv) = ("tiihtNczf5v6AKRyjwEUhQ==", "AAAAAAAAAAAAAAAAAAAAAA==", "r7BXXKkLb8qrSNn05n0qiA==");
+/// // `encrypted_data` and `iv` come from the mini program, `session_key` from the session.
+/// match decrypt_json::<UserInfo>(session_key, encrypted_data, iv, "wx1") {
+///     Ok(info) => println!("{}", info.open_id),
+///     Err(e) if e.relogin() => println!("stale session_key: log in again"),
+///     Err(e) => println!("bad data: {e}"),
+/// }
+/// ```
 pub fn decrypt_json<T: DeserializeOwned>(
     session_key: &str,
     encrypted_data: &str,

@@ -15,6 +15,19 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
 /// The codes of the error table. Each maps to one status and one `relogin` flag.
+///
+/// ```
+/// use http::StatusCode;
+/// use wxlogin::ErrorCode;
+///
+/// let code = ErrorCode::SessionExpired;
+/// assert_eq!(code.as_str(), "session_expired");
+/// assert_eq!(code.status(), StatusCode::UNAUTHORIZED);
+/// assert!(code.relogin());
+/// // An outage is a 503 to retry, never a logout.
+/// assert_eq!(ErrorCode::StoreUnavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+/// assert!(!ErrorCode::StoreUnavailable.relogin());
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -44,6 +57,12 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The code as it appears in the `error` field.
+    ///
+    /// ```
+    /// use wxlogin::ErrorCode;
+    /// assert_eq!(ErrorCode::InvalidCode.as_str(), "invalid_code");
+    /// assert_eq!(ErrorCode::InvalidCode.to_string(), "invalid_code");
+    /// ```
     pub const fn as_str(self) -> &'static str {
         match self {
             ErrorCode::MissingToken => "missing_token",
@@ -61,6 +80,11 @@ impl ErrorCode {
     }
 
     /// The default HTTP status of the code.
+    ///
+    /// ```
+    /// use wxlogin::ErrorCode;
+    /// assert_eq!(ErrorCode::RateLimited.status(), http::StatusCode::TOO_MANY_REQUESTS);
+    /// ```
     pub const fn status(self) -> StatusCode {
         match self {
             ErrorCode::MissingToken | ErrorCode::InvalidToken | ErrorCode::SessionExpired => {
@@ -77,6 +101,12 @@ impl ErrorCode {
     }
 
     /// Whether the client should run `wx.login()` again and retry.
+    ///
+    /// ```
+    /// use wxlogin::ErrorCode;
+    /// assert!(ErrorCode::InvalidToken.relogin());
+    /// assert!(!ErrorCode::WeChatUnavailable.relogin());
+    /// ```
     pub const fn relogin(self) -> bool {
         matches!(
             self,
@@ -140,6 +170,12 @@ impl std::error::Error for Rejection {}
 
 impl Rejection {
     /// A rejection with the code's default status.
+    ///
+    /// ```
+    /// use wxlogin::{ErrorCode, Rejection};
+    /// let r = Rejection::new(ErrorCode::LoginRefused, "this account is suspended");
+    /// assert_eq!(r.status(), http::StatusCode::FORBIDDEN);
+    /// ```
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
         Rejection {
             code,
@@ -166,31 +202,73 @@ impl Rejection {
     }
 
     /// The error-table code.
+    ///
+    /// ```
+    /// use wxlogin::{ErrorCode, Rejection};
+    /// let r = Rejection::new(ErrorCode::MissingToken, "log in first");
+    /// assert_eq!(r.code(), ErrorCode::MissingToken);
+    /// ```
     pub fn code(&self) -> ErrorCode {
         self.code
     }
 
     /// The HTTP status (the code's, or 413 for an oversized body, 405 for a wrong method).
+    ///
+    /// ```
+    /// use wxlogin::{ErrorCode, Rejection};
+    /// let r = Rejection::new(ErrorCode::BadRequest, "no code in the body");
+    /// assert_eq!(r.status(), http::StatusCode::BAD_REQUEST);
+    /// ```
     pub fn status(&self) -> StatusCode {
         self.status
     }
 
     /// The human-readable message. It never contains a secret.
+    ///
+    /// ```
+    /// use wxlogin::{ErrorCode, Rejection};
+    /// let r = Rejection::new(ErrorCode::BadRequest, "no code in the body");
+    /// assert_eq!(r.message(), "no code in the body");
+    /// assert_eq!(r.to_string(), "bad_request: no code in the body");
+    /// ```
     pub fn message(&self) -> &str {
         &self.message
     }
 
     /// Whether the client should log in again.
+    ///
+    /// ```
+    /// use wxlogin::{ErrorCode, Rejection};
+    /// assert!(Rejection::new(ErrorCode::SessionExpired, "expired").relogin());
+    /// assert!(!Rejection::new(ErrorCode::StoreUnavailable, "try later").relogin());
+    /// ```
     pub fn relogin(&self) -> bool {
         self.code.relogin()
     }
 
     /// Seconds the client should wait, for `rate_limited`.
+    ///
+    /// ```
+    /// use wxlogin::{ErrorCode, Rejection};
+    /// // Set by the login route on its own 429s; a rejection made by hand has none.
+    /// let r = Rejection::new(ErrorCode::RateLimited, "slow down");
+    /// assert_eq!(r.retry_after(), None);
+    /// ```
     pub fn retry_after(&self) -> Option<u64> {
         self.retry_after
     }
 
     /// The default JSON body `{"error","message","relogin"}`.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use wxlogin::{ErrorCode, Rejection};
+    /// let r = Rejection::new(ErrorCode::InvalidToken, "the token is malformed or forged");
+    /// assert_eq!(
+    ///     r.body_json(),
+    ///     json!({"error": "invalid_token", "message": "the token is malformed or forged", "relogin": true})
+    /// );
+    /// ```
     pub fn body_json(&self) -> serde_json::Value {
         serde_json::json!({
             "error": self.code.as_str(),
@@ -200,6 +278,16 @@ impl Rejection {
     }
 
     /// The response in the default wire format, ignoring any renderer.
+    ///
+    /// ```
+    /// use wxlogin::{ErrorCode, Rejection};
+    /// let res = Rejection::new(ErrorCode::MissingToken, "log in first").default_response();
+    /// assert_eq!(res.status(), http::StatusCode::UNAUTHORIZED);
+    /// assert_eq!(res.headers()["content-type"], "application/json");
+    /// assert_eq!(res.headers()["www-authenticate"], "Bearer realm=\"wxlogin\"");
+    /// let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+    /// assert_eq!(body["error"], "missing_token");
+    /// ```
     pub fn default_response(&self) -> Response<Bytes> {
         let body = serde_json::to_vec(&self.body_json()).unwrap_or_default();
         let mut res = Response::new(Bytes::from(body));
@@ -210,6 +298,19 @@ impl Rejection {
 
     /// Adds the protocol headers (`WWW-Authenticate` on 401, `Retry-After`) a
     /// renderer should keep; [`Rejection::default_response`] already has them.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use wxlogin::{ErrorCode, Rejection};
+    /// let r = Rejection::new(ErrorCode::SessionExpired, "expired");
+    /// // An app's own envelope ...
+    /// let mut res = http::Response::new(Bytes::from_static(br#"{"code":40103}"#));
+    /// *res.status_mut() = r.status();
+    /// // ... keeps the protocol headers.
+    /// r.add_headers(&mut res);
+    /// assert_eq!(res.headers()["content-type"], "application/json");
+    /// assert!(res.headers().contains_key("www-authenticate"));
+    /// ```
     pub fn add_headers<B>(&self, res: &mut Response<B>) {
         let h = res.headers_mut();
         if !h.contains_key(header::CONTENT_TYPE) {
@@ -234,6 +335,12 @@ impl Rejection {
     }
 
     /// The response, through the app's renderer when one is configured.
+    ///
+    /// ```
+    /// use wxlogin::{ErrorCode, Rejection};
+    /// let res = Rejection::new(ErrorCode::WeChatUnavailable, "WeChat is busy").to_response();
+    /// assert_eq!(res.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    /// ```
     pub fn to_response(&self) -> Response<Bytes> {
         match &self.renderer {
             Some(render) => {
@@ -270,11 +377,25 @@ pub enum LoginError {
 
 impl LoginError {
     /// Refuse the user with a message the client may show.
+    ///
+    /// ```
+    /// use wxlogin::LoginError;
+    /// let e = LoginError::refused("this account is suspended");
+    /// assert!(matches!(&e, LoginError::Refused(m) if m == "this account is suspended"));
+    /// ```
     pub fn refused(message: impl Into<String>) -> Self {
         LoginError::Refused(message.into())
     }
 
     /// The app's storage failed; the detail goes to the log only.
+    ///
+    /// ```
+    /// use wxlogin::LoginError;
+    /// # fn find_user() -> Result<i64, std::io::Error> { Err(std::io::Error::other("connection refused")) }
+    /// // In a login hook: `find_user().map_err(LoginError::unavailable)` answers 503.
+    /// let e = find_user().map_err(LoginError::unavailable).unwrap_err();
+    /// assert!(matches!(e, LoginError::Unavailable(_)));
+    /// ```
     pub fn unavailable(detail: impl fmt::Display) -> Self {
         LoginError::Unavailable(detail.to_string())
     }
@@ -292,6 +413,13 @@ impl fmt::Display for LoginError {
 impl std::error::Error for LoginError {}
 
 /// Why [`WxLoginBuilder::build`](crate::WxLoginBuilder::build) refused a configuration.
+///
+/// ```
+/// use wxlogin::{BuildError, WxLogin};
+/// let err = WxLogin::builder().app_id("wx1").build().unwrap_err();
+/// assert!(matches!(err, BuildError::MissingAppSecret));
+/// assert!(err.to_string().contains("app_secret"));
+/// ```
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {

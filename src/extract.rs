@@ -37,15 +37,45 @@ fn missing_layer(what: &'static str) -> Rejection {
 /// Cheap to extract: it shares the cached session (an `Arc`), nothing is copied.
 ///
 /// ```
-/// use axum::{routing::get, Router};
-/// use wxlogin::{WxLogin, WxUser};
+/// use axum::{body::Body, routing::get, Router};
+/// use http::{header, Request, StatusCode};
+/// use tower::ServiceExt as _;
+/// use wxlogin::{mock::FakeWeChat, WxLogin, WxUser};
 ///
 /// async fn me(user: WxUser) -> String {
 ///     format!("hello {}", user.openid())
 /// }
-/// let wx = WxLogin::builder().app_id("wx1").app_secret("s").build().unwrap();
-/// let app: Router = Router::new().route("/api/me", get(me)).layer(wx.layer());
-/// # let _ = app;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let wechat = FakeWeChat::start("wx1", "s").await?;
+/// let wx = WxLogin::builder().app_id("wx1").app_secret("s").api_base(wechat.base_url()).build()?;
+/// let app = Router::new()
+///     .route("/api/me", get(me))
+///     .layer(wx.layer())
+///     .route_service("/wx/login", wx.login_service());
+///
+/// let code = wechat.mint_code("o-alice");
+/// let res = app.clone()
+///     .oneshot(Request::post("/wx/login").body(Body::from(format!(r#"{{"code":"{code}"}}"#)))?)
+///     .await?;
+/// assert_eq!(res.status(), StatusCode::OK);
+/// let reply: serde_json::Value =
+///     serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 4096).await?)?;
+/// let token = reply["token"].as_str().unwrap();
+///
+/// let req = Request::get("/api/me")
+///     .header(header::AUTHORIZATION, format!("Bearer {token}"))
+///     .body(Body::empty())?;
+/// let res = app.clone().oneshot(req).await?;
+/// assert_eq!(res.status(), StatusCode::OK);
+/// assert_eq!(&axum::body::to_bytes(res.into_body(), 4096).await?[..], b"hello o-alice");
+///
+/// // Without a token the handler never runs.
+/// let res = app.oneshot(Request::get("/api/me").body(Body::empty())?).await?;
+/// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+/// # Ok(())
+/// # }
 /// ```
 pub struct WxUser<T = ()> {
     state: Arc<SessionState<T>>,
@@ -73,26 +103,73 @@ impl<T: fmt::Debug> fmt::Debug for WxUser<T> {
 
 impl<T> WxUser<T> {
     /// The user's openid in this mini program.
+    ///
+    /// ```
+    /// use wxlogin::WxUser;
+    /// async fn me(user: WxUser) -> String {
+    ///     format!("openid {}", user.openid())
+    /// }
+    /// ```
     pub fn openid(&self) -> &str {
         &self.state.core.openid
     }
 
     /// The user's unionid, when WeChat gave one.
+    ///
+    /// ```
+    /// use wxlogin::WxUser;
+    /// async fn me(user: WxUser) -> String {
+    ///     user.unionid().unwrap_or("no unionid: the app is not bound to an Open Platform account").to_owned()
+    /// }
+    /// ```
     pub fn unionid(&self) -> Option<&str> {
         self.state.core.unionid.as_deref()
     }
 
     /// The mini program this session belongs to.
+    ///
+    /// ```
+    /// use wxlogin::WxUser;
+    /// async fn me(user: WxUser) -> String {
+    ///     format!("{} in {}", user.openid(), user.app_id())
+    /// }
+    /// ```
     pub fn app_id(&self) -> &str {
         &self.state.core.app_id
     }
 
     /// The app's own user data, from the login hook.
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use wxlogin::WxUser;
+    ///
+    /// #[derive(Clone, Serialize, Deserialize)]
+    /// struct Account { id: i64 }
+    ///
+    /// async fn orders(user: WxUser<Account>) -> String {
+    ///     let account: &Account = user.data();
+    ///     format!("orders of user {}", account.id) // or `user.id`, through `Deref`
+    /// }
+    /// ```
     pub fn data(&self) -> &T {
         &self.state.data
     }
 
     /// The app's data, cloned out.
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use wxlogin::WxUser;
+    ///
+    /// #[derive(Clone, Serialize, Deserialize)]
+    /// struct Account { id: i64 }
+    ///
+    /// async fn orders(user: WxUser<Account>) -> String {
+    ///     let account: Account = user.into_data();
+    ///     format!("orders of user {}", account.id)
+    /// }
+    /// ```
     pub fn into_data(self) -> T
     where
         T: Clone,
@@ -101,11 +178,28 @@ impl<T> WxUser<T> {
     }
 
     /// When the session ends at the latest (its lifetime; an idle timeout may end it sooner).
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use wxlogin::WxUser;
+    /// async fn me(user: WxUser) -> String {
+    ///     let left = user.expires_at().duration_since(SystemTime::now()).unwrap_or_default();
+    ///     format!("session ends in {} s", left.as_secs())
+    /// }
+    /// ```
     pub fn expires_at(&self) -> SystemTime {
         ms_to_system_time(self.state.core.expires_at_ms)
     }
 
     /// When the session was created (the login).
+    ///
+    /// ```
+    /// use wxlogin::WxUser;
+    /// async fn me(user: WxUser) -> String {
+    ///     let age = user.created_at().elapsed().unwrap_or_default();
+    ///     format!("logged in {} s ago", age.as_secs())
+    /// }
+    /// ```
     pub fn created_at(&self) -> SystemTime {
         ms_to_system_time(self.state.core.created_at_ms)
     }
@@ -200,21 +294,51 @@ impl fmt::Debug for WxSession {
 
 impl WxSession {
     /// The user's openid.
+    ///
+    /// ```
+    /// use wxlogin::WxSession;
+    /// async fn handler(session: WxSession) -> String {
+    ///     session.openid().to_owned()
+    /// }
+    /// ```
     pub fn openid(&self) -> &str {
         &self.state.core().openid
     }
 
     /// The user's unionid, when WeChat gave one.
+    ///
+    /// ```
+    /// use wxlogin::WxSession;
+    /// async fn handler(session: WxSession) -> String {
+    ///     session.unionid().unwrap_or("-").to_owned()
+    /// }
+    /// ```
     pub fn unionid(&self) -> Option<&str> {
         self.state.core().unionid.as_deref()
     }
 
     /// The mini program this session belongs to.
+    ///
+    /// ```
+    /// use wxlogin::WxSession;
+    /// async fn handler(session: WxSession) -> String {
+    ///     session.app_id().to_owned()
+    /// }
+    /// ```
     pub fn app_id(&self) -> &str {
         &self.state.core().app_id
     }
 
     /// WeChat's `session_key` from this session's login. Never send it to a client.
+    ///
+    /// ```
+    /// use wxlogin::WxSession;
+    /// async fn handler(session: WxSession) -> &'static str {
+    ///     let key: &wxlogin::Secret = session.session_key();
+    ///     assert_eq!(format!("{key}"), "[redacted]"); // safe to log by accident
+    ///     "ok"
+    /// }
+    /// ```
     pub fn session_key(&self) -> &Secret {
         &self.state.core().session_key
     }
@@ -280,6 +404,24 @@ impl WxSession {
 
     /// Checks a `rawData` signature against this session's `session_key`
     /// in constant time; see [`crypto::verify_raw_data`].
+    ///
+    /// ```
+    /// use axum::{http::StatusCode, Json};
+    /// use serde::Deserialize;
+    /// use wxlogin::WxSession;
+    ///
+    /// #[derive(Deserialize)]
+    /// #[serde(rename_all = "camelCase")]
+    /// struct Profile { raw_data: String, signature: String }
+    ///
+    /// async fn profile(session: WxSession, Json(p): Json<Profile>) -> StatusCode {
+    ///     if session.verify_raw_data(&p.raw_data, &p.signature) {
+    ///         StatusCode::NO_CONTENT
+    ///     } else {
+    ///         StatusCode::BAD_REQUEST
+    ///     }
+    /// }
+    /// ```
     pub fn verify_raw_data(&self, raw_data: &str, signature: &str) -> bool {
         crypto::verify_raw_data(raw_data, signature, self.session_key().expose())
     }
@@ -293,6 +435,20 @@ impl WxSession {
     /// another device) replaces the key: then this answers
     /// [`WeChatApiError::SessionKeyInvalid`] and `encryptedData` made since
     /// will not decrypt with this session; the client should log in again.
+    ///
+    /// ```
+    /// use axum::http::StatusCode;
+    /// use wxlogin::WxSession;
+    ///
+    /// async fn before_decrypting(session: WxSession) -> StatusCode {
+    ///     match session.check_with_wechat().await {
+    ///         Ok(()) => StatusCode::NO_CONTENT,
+    ///         // The key was replaced by a newer `wx.login()`: log in again.
+    ///         Err(e) if e.relogin() => StatusCode::UNAUTHORIZED,
+    ///         Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    ///     }
+    /// }
+    /// ```
     pub async fn check_with_wechat(&self) -> Result<(), WeChatApiError> {
         let core = self.state.core();
         core.ctx
@@ -304,6 +460,20 @@ impl WxSession {
     /// The phone number behind a code from `<button open-type="getPhoneNumber">`
     /// (`e.detail.code`: single use, valid five minutes); see
     /// [`WxLogin::phone_number`](crate::WxLogin::phone_number).
+    ///
+    /// ```
+    /// use axum::{http::StatusCode, Json};
+    /// use serde::Deserialize;
+    /// use wxlogin::WxSession;
+    ///
+    /// #[derive(Deserialize)]
+    /// struct PhoneCode { code: String }
+    ///
+    /// async fn bind_phone(session: WxSession, Json(body): Json<PhoneCode>) -> Result<String, StatusCode> {
+    ///     let phone = session.phone_number(&body.code).await.map_err(|_| StatusCode::BAD_REQUEST)?;
+    ///     Ok(format!("{} is {}", session.openid(), phone.pure_phone_number))
+    /// }
+    /// ```
     pub async fn phone_number(&self, code: &str) -> Result<PhoneInfo, WeChatApiError> {
         let core = self.state.core();
         core.ctx.api_for(&core.app_id).phone_number(code).await

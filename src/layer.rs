@@ -40,6 +40,26 @@ pub(crate) enum AuthState {
 ///
 /// Made by [`WxLogin::layer`](crate::WxLogin::layer) (a session is required)
 /// or [`WxLogin::optional_layer`](crate::WxLogin::optional_layer).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::convert::Infallible;
+/// use http::{Request, Response, StatusCode};
+/// use tower::{service_fn, ServiceBuilder, ServiceExt as _};
+///
+/// // Any tower service over `http` types, no axum needed.
+/// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s").build()?;
+/// let svc = ServiceBuilder::new()
+///     .layer(wx.layer())
+///     .service(service_fn(|_req: Request<String>| async {
+///         Ok::<_, Infallible>(Response::new(String::from("secret stuff")))
+///     }));
+/// let res = svc.oneshot(Request::new(String::new())).await?;
+/// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+/// # Ok(())
+/// # }
+/// ```
 pub struct WxLoginLayer<T> {
     shared: Arc<Shared<T>>,
     optional: bool,
@@ -81,6 +101,25 @@ impl<S, T> Layer<S> for WxLoginLayer<T> {
 }
 
 /// The service made by [`WxLoginLayer`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::convert::Infallible;
+/// use http::{Request, Response, StatusCode};
+/// use tower::{service_fn, Layer as _, ServiceExt as _};
+///
+/// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s").build()?;
+/// let inner = service_fn(|_req: Request<String>| async {
+///     Ok::<_, Infallible>(Response::new(String::from("hello")))
+/// });
+/// let svc = wx.optional_layer().layer(inner); // a `WxLoginService`
+/// // Optional mode: an anonymous request reaches the inner service.
+/// let res = svc.oneshot(Request::new(String::new())).await?;
+/// assert_eq!(res.status(), StatusCode::OK);
+/// # Ok(())
+/// # }
+/// ```
 pub struct WxLoginService<S, T> {
     inner: S,
     shared: Arc<Shared<T>>,

@@ -1,4 +1,17 @@
 #![doc = include_str!("../docs/crate.md")]
+// Links from the crate docs to feature-gated items: intra-doc links when the
+// feature is on (docs.rs builds with every feature), docs.rs pages otherwise,
+// so that a plain `cargo doc` has no broken links either.
+#![cfg_attr(feature = "mock", doc = "\n[FakeWeChat]: mock::FakeWeChat")]
+#![cfg_attr(
+    not(feature = "mock"),
+    doc = "\n[FakeWeChat]: https://docs.rs/wxlogin/latest/wxlogin/mock/struct.FakeWeChat.html"
+)]
+#![cfg_attr(feature = "redis", doc = "[RedisStore]: store::RedisStore")]
+#![cfg_attr(
+    not(feature = "redis"),
+    doc = "[RedisStore]: https://docs.rs/wxlogin/latest/wxlogin/store/struct.RedisStore.html"
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;

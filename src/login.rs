@@ -60,6 +60,25 @@ pub struct LoginService<T> {
 ///
 /// The session is deleted from the store and the cache at once; the user's
 /// other sessions keep working. Made by [`WxLogin::logout_service`](crate::WxLogin::logout_service).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use axum::{body::Body, Router};
+/// use http::{Request, StatusCode};
+/// use tower::ServiceExt as _;
+///
+/// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s").build()?;
+/// let app = Router::new().route_service("/wx/logout", wx.logout_service());
+/// // Without a token there is nothing to log out: 401 `missing_token`.
+/// let res = app.clone().oneshot(Request::post("/wx/logout").body(Body::empty())?).await?;
+/// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+/// // Only POST.
+/// let res = app.oneshot(Request::get("/wx/logout").body(Body::empty())?).await?;
+/// assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+/// # Ok(())
+/// # }
+/// ```
 pub struct LogoutService<T> {
     shared: Arc<Shared<T>>,
 }
@@ -202,7 +221,8 @@ where
 ///
 /// A code is a non-empty string of at most [`MAX_CODE_LEN`] visible ASCII
 /// characters; `appid` is checked as [`parse_login_request`] does, other
-/// fields are ignored.
+/// fields are ignored. (The route itself uses [`parse_login_request`].)
+#[cfg(feature = "fuzzing")]
 pub(crate) fn parse_login_body(body: &[u8]) -> Result<String, &'static str> {
     parse_login_request(body).map(|(code, _)| code)
 }

@@ -19,16 +19,34 @@ pub struct Secret(Box<str>);
 
 impl Secret {
     /// Wraps a secret value.
+    ///
+    /// ```
+    /// use wxlogin::Secret;
+    /// let key = Secret::new(std::env::var("WXLOGIN_TOKEN_KEY").unwrap_or_default());
+    /// println!("token key: {key}"); // prints `[redacted]`
+    /// ```
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into().into_boxed_str())
     }
 
     /// The secret text. Call it only where the value is sent to WeChat or used as a key.
+    ///
+    /// ```
+    /// use wxlogin::Secret;
+    /// let s = Secret::from("app-secret");
+    /// assert_eq!(s.expose(), "app-secret");
+    /// ```
     pub fn expose(&self) -> &str {
         &self.0
     }
 
     /// True when the secret is the empty string.
+    ///
+    /// ```
+    /// use wxlogin::Secret;
+    /// assert!(Secret::new("").is_empty());
+    /// assert!(!Secret::new("x").is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

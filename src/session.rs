@@ -23,6 +23,19 @@ pub(crate) fn ms_to_system_time(ms: u64) -> SystemTime {
 }
 
 /// Who WeChat says logged in; what a login hook sees.
+///
+/// ```
+/// use wxlogin::{Identity, WxLogin};
+/// let wx = WxLogin::builder()
+///     .app_id("wx1").app_secret("s")
+///     .on_login(|who: Identity| async move {
+///         // `who.unionid` is set when the app is bound to an Open Platform account.
+///         Ok(format!("{}@{}", who.openid, who.app_id))
+///     })
+///     .build()?;
+/// # let _ = wx;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Identity {
@@ -38,6 +51,21 @@ pub struct Identity {
 ///
 /// Times are milliseconds since the Unix epoch. `data` is the app's user
 /// data, serialized as JSON by the layer. `Debug` redacts the `session_key`.
+///
+/// ```
+/// use wxlogin::{Secret, SessionRecord};
+/// let record = SessionRecord {
+///     openid: "o-alice".into(),
+///     unionid: None,
+///     app_id: "wx1".into(),
+///     session_key: Secret::new("tiihtNczf5v6AKRyjwEUhQ=="),
+///     data: br#"{"id":7}"#.to_vec(),
+///     created_at_ms: 1_700_000_000_000,
+///     expires_at_ms: 1_700_604_800_000,
+///     idle_expires_at_ms: None,
+/// };
+/// assert!(!format!("{record:?}").contains("tiihtNczf5v6AKRyjwEUhQ=="));
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     /// The user's openid.
@@ -75,6 +103,16 @@ impl fmt::Debug for SessionRecord {
 
 impl SessionRecord {
     /// The moment the session stops being valid, counting the idle limit.
+    ///
+    /// ```
+    /// use wxlogin::{Secret, SessionRecord};
+    /// let record = SessionRecord {
+    ///     openid: "o1".into(), unionid: None, app_id: "wx1".into(),
+    ///     session_key: Secret::new("k"), data: b"null".to_vec(),
+    ///     created_at_ms: 0, expires_at_ms: 10_000, idle_expires_at_ms: Some(4_000),
+    /// };
+    /// assert_eq!(record.ends_at_ms(), 4_000);
+    /// ```
     pub fn ends_at_ms(&self) -> u64 {
         match self.idle_expires_at_ms {
             Some(idle) => idle.min(self.expires_at_ms),
@@ -83,6 +121,17 @@ impl SessionRecord {
     }
 
     /// Whether the session has ended at `now_ms`.
+    ///
+    /// ```
+    /// use wxlogin::{Secret, SessionRecord};
+    /// let record = SessionRecord {
+    ///     openid: "o1".into(), unionid: None, app_id: "wx1".into(),
+    ///     session_key: Secret::new("k"), data: b"null".to_vec(),
+    ///     created_at_ms: 0, expires_at_ms: 10_000, idle_expires_at_ms: None,
+    /// };
+    /// assert!(!record.is_expired_at(9_999));
+    /// assert!(record.is_expired_at(10_000));
+    /// ```
     pub fn is_expired_at(&self, now_ms: u64) -> bool {
         now_ms >= self.ends_at_ms()
     }

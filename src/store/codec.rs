@@ -52,6 +52,18 @@ impl SessionRecord {
     }
 
     /// Decodes a record made by [`SessionRecord::encode`]; any damage is an error.
+    ///
+    /// ```
+    /// use wxlogin::{Secret, SessionRecord};
+    /// let rec = SessionRecord {
+    ///     openid: "o1".into(), unionid: Some("u1".into()), app_id: "wx1".into(),
+    ///     session_key: Secret::new("k"), data: b"{}".to_vec(),
+    ///     created_at_ms: 1, expires_at_ms: 2, idle_expires_at_ms: Some(2),
+    /// };
+    /// let bytes = rec.encode();
+    /// assert_eq!(SessionRecord::decode(&bytes).unwrap(), rec);
+    /// assert!(SessionRecord::decode(&bytes[..bytes.len() - 1]).is_err());
+    /// ```
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let mut r = Reader { bytes, pos: 0 };
         if r.take(1)?[0] != VERSION {

@@ -35,6 +35,12 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// The key of a session in a store: SHA-256 of the session id, truncated to 128 bits.
 ///
 /// Printable as 32 hex digits with `Display`.
+///
+/// ```
+/// use wxlogin::store::StoreId;
+/// let id = StoreId([0xab; 16]);
+/// assert_eq!(id.to_string(), "ab".repeat(16));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StoreId(pub [u8; 16]);
 
@@ -63,6 +69,12 @@ impl fmt::Debug for StoreId {
 }
 
 /// A store failure (I/O error, timeout). Requests see `503 store_unavailable`.
+///
+/// ```
+/// use wxlogin::store::StoreError;
+/// let e = StoreError::new("redis: connection refused");
+/// assert_eq!(e.to_string(), "session store error: redis: connection refused");
+/// ```
 #[derive(Debug, Clone)]
 pub struct StoreError {
     message: String,
@@ -70,6 +82,12 @@ pub struct StoreError {
 
 impl StoreError {
     /// A store error with a message for the log. Never put a secret in it.
+    ///
+    /// ```
+    /// use wxlogin::store::StoreError;
+    /// let e = StoreError::new(format_args!("timed out after {} ms", 1000));
+    /// assert!(e.to_string().ends_with("timed out after 1000 ms"));
+    /// ```
     pub fn new(message: impl fmt::Display) -> Self {
         StoreError {
             message: message.to_string(),
@@ -86,6 +104,22 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 /// Word from a shared store that cached sessions are no longer valid.
+///
+/// ```
+/// use std::sync::Arc;
+/// use wxlogin::store::{Invalidation, InvalidationSink, StoreId};
+///
+/// // What a store's `watch_invalidations` is handed: call it per message.
+/// let sink: InvalidationSink = Arc::new(|msg: Invalidation| {
+///     match msg {
+///         Invalidation::Sessions(ids) => println!("{} sessions revoked", ids.len()),
+///         Invalidation::All => println!("forget every cached session"),
+///         _ => {}
+///     }
+///     true // keep listening
+/// });
+/// assert!(sink(Invalidation::Sessions(vec![StoreId([1; 16])])));
+/// ```
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
@@ -103,8 +137,72 @@ pub type InvalidationSink = Arc<dyn Fn(Invalidation) -> bool + Send + Sync>;
 ///
 /// Methods return boxed futures so stores can be used as `Arc<dyn SessionStore>`;
 /// the layer calls them only on a cache miss, a login or a logout.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreFuture, StoreId};
+/// use wxlogin::WxLogin;
+///
+/// /// An app's own store: here it keeps sessions in a `MemoryStore` and counts loads.
+/// struct CountingStore {
+///     inner: MemoryStore,
+///     loads: Arc<AtomicUsize>,
+/// }
+///
+/// impl SessionStore for CountingStore {
+///     fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
+///         self.inner.create(id, record)
+///     }
+///     fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
+///         self.loads.fetch_add(1, Ordering::Relaxed);
+///         self.inner.load(id)
+///     }
+///     fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
+///         self.inner.delete(id)
+///     }
+///     fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
+///         self.inner.touch(id, idle_expires_at_ms)
+///     }
+///     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
+///         self.inner.delete_user(openid)
+///     }
+/// }
+///
+/// let loads = Arc::new(AtomicUsize::new(0));
+/// let wx = WxLogin::builder()
+///     .app_id("wx1").app_secret("s")
+///     .store(CountingStore { inner: MemoryStore::new(), loads: loads.clone() })
+///     .build()?;
+/// # let _ = wx;
+/// # Ok(())
+/// # }
+/// ```
 pub trait SessionStore: Send + Sync + 'static {
     /// Stores a new session. It must not overwrite an existing one.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use wxlogin::{Secret, SessionRecord};
+    /// # fn record(openid: &str) -> SessionRecord {
+    /// #     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    /// #     SessionRecord {
+    /// #         openid: openid.into(), unionid: None, app_id: "wx1".into(),
+    /// #         session_key: Secret::new("k"), data: b"null".to_vec(),
+    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None,
+    /// #     }
+    /// # }
+    ///
+    /// use wxlogin::store::{MemoryStore, SessionStore, StoreId};
+    /// let store = MemoryStore::new();
+    /// store.create(StoreId([1; 16]), record("o-alice")).await?;
+    /// assert_eq!(store.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()>;
 
     /// Loads a session; `None` when it is unknown or deleted.
@@ -112,19 +210,124 @@ pub trait SessionStore: Send + Sync + 'static {
     /// A store may return a record that has already ended (the caller checks
     /// [`SessionRecord::is_expired_at`]); that lets the layer answer
     /// `session_expired` instead of `invalid_token` while the store remembers it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use wxlogin::{Secret, SessionRecord};
+    /// # fn record(openid: &str) -> SessionRecord {
+    /// #     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    /// #     SessionRecord {
+    /// #         openid: openid.into(), unionid: None, app_id: "wx1".into(),
+    /// #         session_key: Secret::new("k"), data: b"null".to_vec(),
+    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None,
+    /// #     }
+    /// # }
+    ///
+    /// use wxlogin::store::{MemoryStore, SessionStore, StoreId};
+    /// let store = MemoryStore::new();
+    /// store.create(StoreId([1; 16]), record("o-alice")).await?;
+    /// let loaded = store.load(StoreId([1; 16])).await?.expect("stored");
+    /// assert_eq!(loaded.openid, "o-alice");
+    /// assert!(store.load(StoreId([2; 16])).await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>>;
 
     /// Deletes a session; `true` if it existed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use wxlogin::{Secret, SessionRecord};
+    /// # fn record(openid: &str) -> SessionRecord {
+    /// #     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    /// #     SessionRecord {
+    /// #         openid: openid.into(), unionid: None, app_id: "wx1".into(),
+    /// #         session_key: Secret::new("k"), data: b"null".to_vec(),
+    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None,
+    /// #     }
+    /// # }
+    ///
+    /// use wxlogin::store::{MemoryStore, SessionStore, StoreId};
+    /// let store = MemoryStore::new();
+    /// store.create(StoreId([1; 16]), record("o-alice")).await?;
+    /// assert!(store.delete(StoreId([1; 16])).await?);
+    /// assert!(!store.delete(StoreId([1; 16])).await?);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn delete(&self, id: StoreId) -> StoreFuture<'_, bool>;
 
     /// Moves the idle deadline of a session; `false` if it is gone.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use wxlogin::{Secret, SessionRecord};
+    /// # fn record(openid: &str) -> SessionRecord {
+    /// #     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    /// #     SessionRecord {
+    /// #         openid: openid.into(), unionid: None, app_id: "wx1".into(),
+    /// #         session_key: Secret::new("k"), data: b"null".to_vec(),
+    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None,
+    /// #     }
+    /// # }
+    ///
+    /// use wxlogin::store::{MemoryStore, SessionStore, StoreId};
+    /// let store = MemoryStore::new();
+    /// let rec = record("o-alice");
+    /// let later = rec.created_at_ms + 60_000;
+    /// store.create(StoreId([1; 16]), rec).await?;
+    /// assert!(store.touch(StoreId([1; 16]), later).await?);
+    /// assert_eq!(store.load(StoreId([1; 16])).await?.unwrap().idle_expires_at_ms, Some(later));
+    /// assert!(!store.touch(StoreId([2; 16]), later).await?);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool>;
 
     /// Deletes every session of a user; returns the ids it deleted.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use wxlogin::{Secret, SessionRecord};
+    /// # fn record(openid: &str) -> SessionRecord {
+    /// #     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    /// #     SessionRecord {
+    /// #         openid: openid.into(), unionid: None, app_id: "wx1".into(),
+    /// #         session_key: Secret::new("k"), data: b"null".to_vec(),
+    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None,
+    /// #     }
+    /// # }
+    ///
+    /// use wxlogin::store::{MemoryStore, SessionStore, StoreId};
+    /// let store = MemoryStore::new();
+    /// store.create(StoreId([1; 16]), record("o-alice")).await?;
+    /// store.create(StoreId([2; 16]), record("o-alice")).await?;
+    /// store.create(StoreId([3; 16]), record("o-bob")).await?;
+    /// let mut gone = store.delete_user("o-alice").await?;
+    /// gone.sort();
+    /// assert_eq!(gone, [StoreId([1; 16]), StoreId([2; 16])]);
+    /// assert_eq!(store.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>>;
 
     /// Whether several processes share this store. A shared store needs a
     /// configured token key, so that every instance accepts the same tokens.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxlogin::store::{MemoryStore, SessionStore};
+    /// assert!(!MemoryStore::new().is_shared()); // one process only
+    /// # Ok(())
+    /// # }
+    /// ```
     fn is_shared(&self) -> bool {
         false
     }
@@ -133,6 +336,17 @@ pub trait SessionStore: Send + Sync + 'static {
     /// store's logouts and revocations), so every instance's cache drops the
     /// session within moments. Called once per [`WxLogin`](crate::WxLogin)
     /// built on this store. Stores private to one process need not do anything.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use wxlogin::store::{Invalidation, MemoryStore, SessionStore};
+    /// // `WxLogin::build` does this; a private store such as `MemoryStore` never calls the sink.
+    /// MemoryStore::new().watch_invalidations(Arc::new(|_msg: Invalidation| true));
+    /// # Ok(())
+    /// # }
+    /// ```
     fn watch_invalidations(&self, sink: InvalidationSink) {
         let _ = sink;
     }
@@ -144,6 +358,20 @@ pub trait SessionStore: Send + Sync + 'static {
     /// created earlier decrypt with the key kept here
     /// ([`WxSession::decrypt`](crate::WxSession::decrypt)). The default keeps
     /// nothing (each session then decrypts with its own login's key).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxlogin::store::{MemoryStore, SessionStore};
+    /// use wxlogin::Secret;
+    /// let store = MemoryStore::new();
+    /// let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    /// store.put_latest_session_key("o-alice", Secret::new("new-key"), now + 60_000).await?;
+    /// let latest = store.latest_session_key("o-alice").await?;
+    /// assert_eq!(latest.as_ref().map(Secret::expose), Some("new-key"));
+    /// # Ok(())
+    /// # }
+    /// ```
     fn put_latest_session_key(
         &self,
         openid: &str,
@@ -155,6 +383,16 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 
     /// The newest `session_key` kept by [`SessionStore::put_latest_session_key`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxlogin::store::{MemoryStore, SessionStore};
+    /// let store = MemoryStore::new();
+    /// assert!(store.latest_session_key("o-nobody").await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     fn latest_session_key(&self, openid: &str) -> StoreFuture<'_, Option<Secret>> {
         let _ = openid;
         Box::pin(std::future::ready(Ok(None)))
@@ -164,6 +402,16 @@ pub trait SessionStore: Send + Sync + 'static {
     /// (default: nowhere; each instance then fetches and caches its own).
     /// A shared store should offer one, so that its instances fetch the
     /// token once between them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxlogin::store::{MemoryStore, SessionStore};
+    /// // A private store shares nothing: each instance caches its own token.
+    /// assert!(MemoryStore::new().access_token_cache().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     fn access_token_cache(&self) -> Option<&dyn AccessTokenCache> {
         None
     }

@@ -111,6 +111,21 @@ return 1
 impl RedisStore {
     /// Connects to one Redis server (`redis://[:password@]host:port[/db]`),
     /// with automatic reconnection.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxlogin::{store::RedisStore, WxLogin};
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379/0").await?;
+    /// let wx = WxLogin::builder()
+    ///     .app_id("wx1").app_secret("s")
+    ///     .token_key(std::env::var("WXLOGIN_TOKEN_KEY")?) // the same on every instance
+    ///     .store(store)
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(err)?;
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -133,6 +148,16 @@ impl RedisStore {
     }
 
     /// Connects to a Redis Cluster through any of its nodes.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxlogin::store::RedisStore;
+    /// let store = RedisStore::connect_cluster(&["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]).await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect_cluster(urls: &[&str]) -> Result<Self, StoreError> {
         let first = urls
             .first()
@@ -155,27 +180,83 @@ impl RedisStore {
 
     /// Prefixes every key and the channel (default `wxlogin`), to share a
     /// Redis between apps.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use wxlogin::store::RedisStore;
+    ///
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?.with_prefix("shop");
+    /// assert_eq!(store.channel(), "shop:revoked");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn with_prefix(mut self, prefix: &str) -> Self {
         self.prefix = Arc::from(prefix);
         self
     }
 
     /// The key of a session.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use wxlogin::store::RedisStore;
+    ///
+    /// use wxlogin::store::StoreId;
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// assert_eq!(store.session_key(StoreId([0; 16])), format!("wxlogin:s:{{{}}}", "00".repeat(16)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn session_key(&self, id: StoreId) -> String {
         format!("{}:s:{{{id}}}", self.prefix)
     }
 
     /// The key of a user's index of sessions.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use wxlogin::store::RedisStore;
+    ///
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// assert_eq!(store.user_key("o-alice"), "wxlogin:u:{o-alice}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn user_key(&self, openid: &str) -> String {
         format!("{}:u:{{{openid}}}", self.prefix)
     }
 
     /// The key of a user's newest `session_key`.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use wxlogin::store::RedisStore;
+    ///
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// assert_eq!(store.latest_key_key("o-alice"), "wxlogin:k:{o-alice}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn latest_key_key(&self, openid: &str) -> String {
         format!("{}:k:{{{openid}}}", self.prefix)
     }
 
     /// The invalidation channel.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use wxlogin::store::RedisStore;
+    ///
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// assert_eq!(store.channel(), "wxlogin:revoked");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn channel(&self) -> String {
         format!("{}:revoked", self.prefix)
     }
@@ -359,11 +440,33 @@ impl RedisStore {
     /// The key of the shared WeChat access token of an app:
     /// `<prefix>:at:{<appid>}`, holding `<obtained ms>:<expires ms>:<token>`
     /// and expiring with the token.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use wxlogin::store::RedisStore;
+    ///
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// assert_eq!(store.access_token_key("wx1"), "wxlogin:at:{wx1}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn access_token_key(&self, app_id: &str) -> String {
         format!("{}:at:{{{app_id}}}", self.prefix)
     }
 
     /// The key of the access-token refresh lock (same hash slot as the token).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use wxlogin::store::RedisStore;
+    ///
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// assert_eq!(store.access_token_lock_key("wx1"), "wxlogin:at:{wx1}:lock");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn access_token_lock_key(&self, app_id: &str) -> String {
         format!("{}:at:{{{app_id}}}:lock", self.prefix)
     }

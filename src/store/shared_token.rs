@@ -35,12 +35,18 @@ impl fmt::Debug for SharedAccessToken {
 ///
 /// A [`SessionStore`](super::SessionStore) offers one through
 /// [`SessionStore::access_token_cache`](super::SessionStore::access_token_cache);
-/// [`RedisStore`](super::RedisStore) does. The refreshing instance takes a
+/// [`RedisStore`] does (feature `redis`). The refreshing instance takes a
 /// lock with an expiry ([`try_lock`](Self::try_lock)), fetches the token,
 /// [`put`](Self::put)s it and unlocks; the others poll [`get`](Self::get)
 /// until it appears (or the lock expires, and they fetch themselves).
 ///
 /// Every method gets the app id, so one store can serve several mini programs.
+///
+#[cfg_attr(feature = "redis", doc = "[`RedisStore`]: super::RedisStore")]
+#[cfg_attr(
+    not(feature = "redis"),
+    doc = "[`RedisStore`]: https://docs.rs/wxlogin/latest/wxlogin/store/struct.RedisStore.html"
+)]
 pub trait AccessTokenCache: Send + Sync {
     /// The shared token, if any (an ended one may be returned; the caller checks).
     fn get<'a>(&'a self, app_id: &'a str) -> StoreFuture<'a, Option<SharedAccessToken>>;

@@ -297,6 +297,23 @@ impl<T> WxLogin<T> {
     /// The phone number behind a code from the mini program's
     /// `<button open-type="getPhoneNumber">` (`e.detail.code`; single use,
     /// valid five minutes). Uses the access token, fetched on first use.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxlogin::{mock::FakeWeChat, WxLogin};
+    /// let wechat = FakeWeChat::start("wx1", "s").await?;
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").api_base(wechat.base_url()).build()?;
+    ///
+    /// let code = wechat.mint_phone_code("13800138000", "86"); // `e.detail.code` in the mini program
+    /// let phone = wx.phone_number(&code).await?;
+    /// assert_eq!(phone.pure_phone_number, "13800138000");
+    /// assert_eq!(phone.country_code, "86");
+    /// // Single use.
+    /// assert!(wx.phone_number(&code).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn phone_number(&self, code: &str) -> Result<PhoneInfo, WeChatApiError> {
         self.shared.api.phone_number(code).await
     }
@@ -304,6 +321,21 @@ impl<T> WxLogin<T> {
     /// Asks WeChat whether `session_key` is still the user's current key
     /// (`/wxa/checksession`); [`WeChatApiError::SessionKeyInvalid`] if not.
     /// Handlers usually call [`WxSession::check_with_wechat`](crate::WxSession::check_with_wechat).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxlogin::{mock::FakeWeChat, Secret, WeChatApiError, WxLogin};
+    /// let wechat = FakeWeChat::start("wx1", "s").await?;
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").api_base(wechat.base_url()).build()?;
+    ///
+    /// let stale = Secret::new("dGhpcyBpcyBub3QgaXQ=");
+    /// let err = wx.check_session_key("o-alice", &stale).await.unwrap_err();
+    /// assert_eq!(err, WeChatApiError::SessionKeyInvalid);
+    /// assert!(err.relogin());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn check_session_key(
         &self,
         openid: &str,
@@ -314,7 +346,30 @@ impl<T> WxLogin<T> {
 
     /// The app's access token, for WeChat APIs this crate does not wrap.
     /// Cached and refreshed by one caller at a time (shared between
-    /// instances on a [`RedisStore`](crate::store::RedisStore)); never log it.
+    /// instances on a [`RedisStore`], feature `redis`); never log it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxlogin::{mock::FakeWeChat, WxLogin};
+    /// let wechat = FakeWeChat::start("wx1", "s").await?;
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").api_base(wechat.base_url()).build()?;
+    ///
+    /// let token = wx.access_token().await?;
+    /// let url = format!("https://api.weixin.qq.com/wxa/some_api?access_token={}", token.expose());
+    /// # let _ = url;
+    /// // Cached: a second call does not ask WeChat again.
+    /// wx.access_token().await?;
+    /// assert_eq!(wechat.stable_token_calls(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    #[cfg_attr(feature = "redis", doc = "[`RedisStore`]: crate::store::RedisStore")]
+    #[cfg_attr(
+        not(feature = "redis"),
+        doc = "[`RedisStore`]: https://docs.rs/wxlogin/latest/wxlogin/store/struct.RedisStore.html"
+    )]
     pub async fn access_token(&self) -> Result<Secret, WeChatApiError> {
         self.shared.api.access_token().await
     }

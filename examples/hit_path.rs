@@ -1,0 +1,101 @@
+//! A tight loop over one request kind, for profilers (`perf`, callgrind):
+//! what `benches/layer.rs` measures, without criterion around it.
+//!
+//! ```text
+//! cargo build --release --example hit_path
+//! target/release/examples/hit_path hit 1000000        # bare | hit | forged | unknown | miss
+//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='hit_path::run*' \
+//!     target/release/examples/hit_path hit 20000
+//! ```
+//!
+//! Prints the mean ns per request. Under callgrind, the instructions of
+//! `run` divided by the count are the (deterministic) cost per request.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use http::{HeaderValue, Request, StatusCode};
+use tower::{Service, ServiceExt};
+use wxlogin::{Secret, WxLogin, WxUser};
+
+#[inline(never)]
+async fn run(app: &mut Router, auth: &HeaderValue, status: StatusCode, n: u64) {
+    for _ in 0..n {
+        let mut req = Request::get("/").body(Body::empty()).unwrap();
+        req.headers_mut().insert("authorization", auth.clone());
+        let res = ServiceExt::<Request<Body>>::ready(&mut *app)
+            .await
+            .unwrap()
+            .call(req)
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status);
+        std::hint::black_box(res);
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| "hit".into());
+    let n: u64 = args.next().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let wx = WxLogin::builder()
+            .app_id("wxprofile0000000")
+            .app_secret("profile-secret")
+            .api_base("http://127.0.0.1:9")
+            .cache_ttl(Duration::from_secs(3600))
+            .cache_capacity(if mode == "miss" { 0 } else { 100_000 })
+            .build()
+            .unwrap();
+        let token = wx
+            .bench_create_session("o-profile-user", None, Secret::new("a2V5"), ())
+            .await
+            .unwrap();
+        let forged = {
+            let mut t = token.clone().into_bytes();
+            let last = t.len() - 1;
+            t[last] = if t[last] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(t).unwrap()
+        };
+        let (mut app, token, status): (Router, String, StatusCode) = match mode.as_str() {
+            "bare" => (
+                Router::new().route(
+                    "/",
+                    get(|| async move { format!("hello {}", "o-profile-user") }),
+                ),
+                token,
+                StatusCode::OK,
+            ),
+            "hit" | "miss" | "forged" | "unknown" => {
+                let app = Router::new()
+                    .route(
+                        "/",
+                        get(|u: WxUser| async move { format!("hello {}", u.openid()) }),
+                    )
+                    .layer(wx.layer());
+                match mode.as_str() {
+                    "forged" => (app, forged, StatusCode::UNAUTHORIZED),
+                    "unknown" => (app, wx.bench_unknown_token(), StatusCode::UNAUTHORIZED),
+                    _ => (app, token, StatusCode::OK),
+                }
+            }
+            other => {
+                eprintln!("hit_path: unknown mode {other}; bare | hit | forged | unknown | miss");
+                std::process::exit(2);
+            }
+        };
+        let auth = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        // Warm up: the first requests allocate what later ones reuse.
+        run(&mut app, &auth, status, 1000.min(n)).await;
+        let start = Instant::now();
+        run(&mut app, &auth, status, n).await;
+        let ns = start.elapsed().as_nanos() as f64 / n as f64;
+        println!("{mode}: {ns:.1} ns/request over {n}");
+    });
+}
