@@ -39,7 +39,10 @@ async fn run(app: &mut Router, auth: &HeaderValue, status: StatusCode, n: u64) {
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "hit".into());
-    let n: u64 = args.next().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = args
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -59,8 +62,9 @@ fn main() {
             .unwrap();
         let forged = {
             let mut t = token.clone().into_bytes();
-            let last = t.len() - 1;
-            t[last] = if t[last] == b'A' { b'B' } else { b'A' };
+            // Inside the MAC: the last character only carries 2 bits.
+            let i = t.len() - 6;
+            t[i] = if t[i] == b'A' { b'B' } else { b'A' };
             String::from_utf8(t).unwrap()
         };
         let (mut app, token, status): (Router, String, StatusCode) = match mode.as_str() {

@@ -14,7 +14,7 @@
 //! runs of at least 60 s.
 //!
 //! Environment: `SOAK_SECONDS`, `SOAK_WORKERS` (16), `SOAK_POOL` (200
-//! long-lived sessions), `SOAK_WARMUP_SECONDS` (a quarter of the run),
+//! long-lived sessions), `SOAK_WARMUP_SECONDS` (half the run, at most 60),
 //! `SOAK_MAX_RSS_GROWTH`, `WXLOGIN_REDIS_URL`.
 
 #[path = "soak/driver.rs"]

@@ -9,7 +9,7 @@
 #   WXLOGIN_REDIS_URL=redis://127.0.0.1:6379 scripts/soak.sh   # Redis store
 #
 # Other knobs: SOAK_WORKERS (16 concurrent clients), SOAK_POOL (200
-# long-lived sessions), SOAK_WARMUP_SECONDS (a quarter of the run),
+# long-lived sessions), SOAK_WARMUP_SECONDS (half the run, at most 60),
 # SOAK_MAX_RSS_GROWTH (10 percent). With Redis, keys go under a fresh
 # `wxsoak-*` prefix and expire with their sessions (at most an hour after
 # the run for the pooled sessions).

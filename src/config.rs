@@ -100,7 +100,7 @@ pub(crate) struct Shared<T> {
     pub(crate) session_ttl: Duration,
     pub(crate) idle_timeout_ms: Option<u64>,
     pub(crate) idle_refresh_ms: u64,
-    pub(crate) keys: TokenKeys,
+    pub(crate) keys: Arc<TokenKeys>,
     pub(crate) sessions: SessionCache<T>,
     pub(crate) wechat: WeChatClient,
     /// The APIs behind the access token (checksession, phone number).
@@ -496,7 +496,8 @@ where
             )
             .await;
         record.data = Vec::new();
-        let state = SessionState::from_record(shared.sessions.ctx().clone(), store_id, record, data);
+        let state =
+            SessionState::from_record(shared.sessions.ctx().clone(), store_id, record, data);
         shared.sessions.insert(id, Arc::new(state));
         Ok(token)
     }
@@ -1096,11 +1097,11 @@ impl<T> WxLoginBuilder<T> {
         if store.is_shared() && self.token_keys.is_empty() {
             return Err(BuildError::SharedStoreWithoutKey);
         }
-        let keys = if self.token_keys.is_empty() {
+        let keys = Arc::new(if self.token_keys.is_empty() {
             TokenKeys::new(&[TokenKeys::random_key()])
         } else {
             TokenKeys::new(&self.token_keys)
-        };
+        });
         let wechat = WeChatClient::new(ClientConfig {
             api_base: self.api_base,
             connect_timeout: self.wechat_connect_timeout,
@@ -1138,7 +1139,7 @@ impl<T> WxLoginBuilder<T> {
             session_ttl: self.session_ttl,
             idle_timeout_ms,
             idle_refresh_ms,
-            keys,
+            keys: keys.clone(),
             sessions: SessionCache::new(
                 Arc::new(SessionContext {
                     apis,
@@ -1147,6 +1148,7 @@ impl<T> WxLoginBuilder<T> {
                 }),
                 self.cache_capacity,
                 self.cache_ttl,
+                keys,
             ),
             wechat,
             api,

@@ -25,7 +25,7 @@ use crate::error::{ErrorCode, Rejection};
 use crate::session::{now_ms, ErasedSession, SessionState};
 use crate::store::cache::Found;
 use crate::store::StoreId;
-use crate::token::SessionId;
+use crate::token::{SessionId, Tag};
 
 /// What the layer learned about a request, in its extensions.
 #[derive(Clone)]
@@ -45,17 +45,20 @@ pub(crate) enum AuthState {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::convert::Infallible;
+/// use bytes::Bytes;
 /// use http::{Request, Response, StatusCode};
+/// use http_body_util::Full;
 /// use tower::{service_fn, ServiceBuilder, ServiceExt as _};
 ///
-/// // Any tower service over `http` types, no axum needed.
+/// // Any tower service over `http` types, no axum needed (the response body
+/// // must be `From<Bytes>`, for the rejections).
 /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s").build()?;
 /// let svc = ServiceBuilder::new()
 ///     .layer(wx.layer())
-///     .service(service_fn(|_req: Request<String>| async {
-///         Ok::<_, Infallible>(Response::new(String::from("secret stuff")))
+///     .service(service_fn(|_req: Request<Full<Bytes>>| async {
+///         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("secret stuff"))))
 ///     }));
-/// let res = svc.oneshot(Request::new(String::new())).await?;
+/// let res = svc.oneshot(Request::new(Full::default())).await?;
 /// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 /// # Ok(())
 /// # }
@@ -106,16 +109,18 @@ impl<S, T> Layer<S> for WxLoginLayer<T> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::convert::Infallible;
+/// use bytes::Bytes;
 /// use http::{Request, Response, StatusCode};
+/// use http_body_util::Full;
 /// use tower::{service_fn, Layer as _, ServiceExt as _};
 ///
 /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s").build()?;
-/// let inner = service_fn(|_req: Request<String>| async {
-///     Ok::<_, Infallible>(Response::new(String::from("hello")))
+/// let inner = service_fn(|_req: Request<Full<Bytes>>| async {
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
 /// });
 /// let svc = wx.optional_layer().layer(inner); // a `WxLoginService`
 /// // Optional mode: an anonymous request reaches the inner service.
-/// let res = svc.oneshot(Request::new(String::new())).await?;
+/// let res = svc.oneshot(Request::new(Full::default())).await?;
 /// assert_eq!(res.status(), StatusCode::OK);
 /// # Ok(())
 /// # }
@@ -249,12 +254,14 @@ where
     }
 
     /// The slow path: resolve through the store (single-flight).
+    /// `tag` is the key id and MAC of the checked token naming `id`.
     pub(crate) async fn resolve_slow(
         &self,
         id: SessionId,
+        tag: Tag,
     ) -> Result<Arc<SessionState<T>>, Rejection> {
         let now = now_ms();
-        match self.sessions.resolve(id).await {
+        match self.sessions.resolve(id, tag).await {
             Ok(Found::Live(state)) => match self.freshness(&state, now) {
                 Freshness::Live => {
                     self.touch_on_use(&state, now);
@@ -324,9 +331,13 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let shared = &*self.shared;
-        let id = match shared.token_source.read(req.headers()) {
-            Ok(token) => match shared.keys.verify(token) {
-                Ok(id) => id,
+        // The shape is checked here, the MAC below: on a cache hit by
+        // comparing the token's key id and MAC with those cached beside the
+        // session (constant time, no HMAC), otherwise by computing the HMAC.
+        // Either way a token with a wrong MAC gets no further than before.
+        let parsed = match shared.token_source.read(req.headers()) {
+            Ok(token) => match shared.keys.parse(token) {
+                Ok(parsed) => parsed,
                 Err(_) => {
                     let rej = shared.reject(
                         ErrorCode::InvalidToken,
@@ -345,7 +356,22 @@ where
             }
         };
 
-        if let Some(state) = shared.sessions.get(&id) {
+        let id = parsed.id();
+        let cached = shared.sessions.get(&id);
+        let authentic = match &cached {
+            Some(c) if parsed.has_tag(&c.tag) => true,
+            _ => shared.keys.check(&parsed),
+        };
+        if !authentic {
+            let rej = shared.reject(
+                ErrorCode::InvalidToken,
+                "the token is malformed or forged; log in again",
+            );
+            return self.refuse(req, rej);
+        }
+        let tag = parsed.tag();
+
+        if let Some(crate::store::cache::Cached { state, .. }) = cached {
             crate::observe::cache(true);
             let now = now_ms();
             match shared.freshness(&state, now) {
@@ -384,7 +410,7 @@ where
         ResponseFuture {
             kind: Kind::Miss {
                 fut: Box::pin(async move {
-                    let resolved = shared.resolve_slow(id).instrument(span.clone()).await;
+                    let resolved = shared.resolve_slow(id, tag).instrument(span.clone()).await;
                     span.record(
                         "outcome",
                         match &resolved {

@@ -230,7 +230,7 @@ async fn many_users_logins_and_requests_stay_separate() {
         // 2,000 authenticated requests, users interleaved.
         let mut plan: Vec<(String, String)> = tokens
             .iter()
-            .flat_map(|(o, t)| std::iter::repeat((o.clone(), t.clone())).take(REQUESTS_PER_USER))
+            .flat_map(|(o, t)| std::iter::repeat_n((o.clone(), t.clone()), REQUESTS_PER_USER))
             .collect();
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -67,16 +67,19 @@ impl SoakConfig {
             redis_url: None,
             // About 24 samples, at least one a second, at most one every 5 s.
             sample_every: Duration::from_secs_f64((secs / 24.0).clamp(1.0, 5.0)),
-            // A quarter of the run: past the cache TTL (30 s) and the memory
-            // store's sweep (10 s here) in a 2-minute run.
-            warmup: duration / 4,
+            // Half the run, at most 60 s: the process reaches its plateau
+            // (cache TTL 30 s, the memory store's sweep every 10 s here, the
+            // allocator's high-water marks) within about a minute.
+            warmup: (duration / 2)
+                .min(Duration::from_secs(60))
+                .max(duration / 4),
             verbose: false,
         }
     }
 
     /// From the environment: `SOAK_SECONDS` (default 120), `SOAK_WORKERS`
-    /// (16), `SOAK_POOL` (200), `SOAK_WARMUP_SECONDS` (a quarter of the
-    /// run), `WXLOGIN_REDIS_URL` (Redis store; memory if unset).
+    /// (16), `SOAK_POOL` (200), `SOAK_WARMUP_SECONDS` (half the run, at
+    /// most 60 s), `WXLOGIN_REDIS_URL` (Redis store; memory if unset).
     pub fn from_env() -> Result<Self, String> {
         fn num(name: &str) -> Result<Option<u64>, String> {
             match std::env::var(name) {

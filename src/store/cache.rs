@@ -18,7 +18,7 @@ use tokio::sync::OnceCell;
 
 use super::{SessionRecord, SessionStore, StoreError, StoreId};
 use crate::session::{now_ms, SessionContext, SessionState};
-use crate::token::SessionId;
+use crate::token::{SessionId, Tag, TokenKeys};
 
 /// The outcome of a lookup, or a store failure.
 pub(crate) type Lookup<T> = Result<Found<T>, StoreError>;
@@ -45,27 +45,45 @@ impl<T> Clone for Found<T> {
 
 type Flight<T> = Arc<OnceCell<Lookup<T>>>;
 
+/// A cached session, with the key id and MAC of its token: a request whose
+/// token carries the same tag is authenticated without computing an HMAC.
+pub(crate) struct Cached<T> {
+    pub(crate) state: Arc<SessionState<T>>,
+    pub(crate) tag: Tag,
+}
+
+impl<T> Clone for Cached<T> {
+    #[inline]
+    fn clone(&self) -> Self {
+        Cached {
+            state: self.state.clone(),
+            tag: self.tag,
+        }
+    }
+}
+
 pub(crate) struct SessionCache<T> {
-    entries: Cache<SessionId, Arc<SessionState<T>>>,
+    entries: Cache<SessionId, Cached<T>>,
     revoked: Cache<StoreId, ()>,
     /// Finds the cached entry of a store id, for invalidations that name store ids.
     by_store_id: Cache<StoreId, SessionId>,
     inflight: Mutex<HashMap<SessionId, Flight<T>>>,
     ctx: Arc<SessionContext>,
+    keys: Arc<TokenKeys>,
 }
 
 struct UntilSessionEnd {
     ttl: Duration,
 }
 
-impl<T> Expiry<SessionId, Arc<SessionState<T>>> for UntilSessionEnd {
+impl<T> Expiry<SessionId, Cached<T>> for UntilSessionEnd {
     fn expire_after_create(
         &self,
         _key: &SessionId,
-        value: &Arc<SessionState<T>>,
+        value: &Cached<T>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        let left = value.core.expires_at_ms.saturating_sub(now_ms());
+        let left = value.state.core.expires_at_ms.saturating_sub(now_ms());
         Some(self.ttl.min(Duration::from_millis(left)))
     }
 }
@@ -74,7 +92,12 @@ impl<T> SessionCache<T>
 where
     T: DeserializeOwned + Send + Sync + 'static,
 {
-    pub(crate) fn new(ctx: Arc<SessionContext>, capacity: u64, ttl: Duration) -> Self {
+    pub(crate) fn new(
+        ctx: Arc<SessionContext>,
+        capacity: u64,
+        ttl: Duration,
+        keys: Arc<TokenKeys>,
+    ) -> Self {
         SessionCache {
             entries: Cache::builder()
                 .max_capacity(capacity)
@@ -90,6 +113,7 @@ where
                 .build(),
             inflight: Mutex::new(HashMap::new()),
             ctx,
+            keys,
         }
     }
 
@@ -105,16 +129,23 @@ where
         self.ctx.store_timeout
     }
 
-    /// The hit path: a cached session, if any.
+    /// The hit path: a cached session and its token's tag, if any.
     #[inline]
-    pub(crate) fn get(&self, id: &SessionId) -> Option<Arc<SessionState<T>>> {
+    pub(crate) fn get(&self, id: &SessionId) -> Option<Cached<T>> {
         self.entries.get(id)
     }
 
-    /// Puts a session just created by a login in the cache.
+    /// Puts a session just created by a login in the cache (its token was
+    /// made by the signing key).
     pub(crate) fn insert(&self, id: SessionId, state: Arc<SessionState<T>>) {
+        let tag = self.keys.tag_for(&id);
+        self.insert_tagged(id, state, tag);
+    }
+
+    /// Puts a session in the cache with the tag of a token whose MAC was checked.
+    fn insert_tagged(&self, id: SessionId, state: Arc<SessionState<T>>, tag: Tag) {
         self.by_store_id.insert(state.core.store_id, id);
-        self.entries.insert(id, state);
+        self.entries.insert(id, Cached { state, tag });
     }
 
     /// Drops the cached copy of a session and blocks reloading it for a while.
@@ -175,9 +206,10 @@ where
     }
 
     /// The miss path: load from the store once for all concurrent callers.
-    pub(crate) async fn resolve(&self, id: SessionId) -> Lookup<T> {
+    /// `tag` is the key id and MAC of the (checked) token that names `id`.
+    pub(crate) async fn resolve(&self, id: SessionId, tag: Tag) -> Lookup<T> {
         if let Some(hit) = self.entries.get(&id) {
-            return Ok(Found::Live(hit));
+            return Ok(Found::Live(hit.state));
         }
         let flight = self
             .lock_inflight()
@@ -196,15 +228,15 @@ where
         flight
             .get_or_init(|| async {
                 match self.entries.get(&id) {
-                    Some(hit) => Ok(Found::Live(hit)),
-                    None => self.load(id).await,
+                    Some(hit) => Ok(Found::Live(hit.state)),
+                    None => self.load(id, tag).await,
                 }
             })
             .await
             .clone()
     }
 
-    async fn load(&self, id: SessionId) -> Lookup<T> {
+    async fn load(&self, id: SessionId, tag: Tag) -> Lookup<T> {
         let store_id = StoreId::of(&id);
         let record = match self.timed("load", self.ctx.store.load(store_id)).await {
             Ok(r) => r,
@@ -226,7 +258,7 @@ where
             return Ok(Found::Unknown);
         };
         let state = Arc::new(state);
-        self.insert(id, state.clone());
+        self.insert_tagged(id, state.clone(), tag);
         // An invalidation that landed between the check above and the insert
         // found nothing to evict: look again, so it cannot be missed.
         if self.revoked.contains_key(&store_id) {
