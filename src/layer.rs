@@ -331,10 +331,8 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let shared = &*self.shared;
-        // The shape is checked here, the MAC below: on a cache hit by
-        // comparing the token's key id and MAC with those cached beside the
-        // session (constant time, no HMAC), otherwise by computing the HMAC.
-        // Either way a token with a wrong MAC gets no further than before.
+        // DESIGN.md's token contract: a forged, truncated or tampered token is
+        // refused on its MAC before any cache or store lookup.
         let parsed = match shared.token_source.read(req.headers()) {
             Ok(token) => match shared.keys.parse(token) {
                 Ok(parsed) => parsed,
@@ -356,20 +354,16 @@ where
             }
         };
 
-        let id = parsed.id();
-        let cached = shared.sessions.get(&id);
-        let authentic = match &cached {
-            Some(c) if parsed.has_tag(&c.tag) => true,
-            _ => shared.keys.check(&parsed),
-        };
-        if !authentic {
+        if !shared.keys.check(&parsed) {
             let rej = shared.reject(
                 ErrorCode::InvalidToken,
                 "the token is malformed or forged; log in again",
             );
             return self.refuse(req, rej);
         }
+        let id = parsed.id();
         let tag = parsed.tag();
+        let cached = shared.sessions.get(&id);
 
         if let Some(crate::store::cache::Cached { state, .. }) = cached {
             crate::observe::cache(true);

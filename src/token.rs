@@ -185,6 +185,7 @@ impl Parsed {
     /// token whose MAC was checked, so equality authenticates the token as
     /// [`TokenKeys::check`] would.
     #[inline]
+    #[cfg(test)]
     pub(crate) fn has_tag(&self, tag: &Tag) -> bool {
         let mut mine = [0u8; TAG_LEN];
         mine[0] = self.raw[1];
