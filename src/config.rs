@@ -453,52 +453,19 @@ where
         session_key: Secret,
         data: T,
     ) -> Result<String, StoreError> {
-        use crate::session::{now_ms, SessionRecord, SessionState};
-        use crate::store::StoreId;
         let shared = &*self.shared;
         let data_json = serde_json::to_vec(&data)
             .map_err(|e| StoreError::new(format_args!("data does not serialize: {e}")))?;
-        let now = now_ms();
-        let expires_at_ms = now.saturating_add(shared.session_ttl.as_millis() as u64);
-        let mut record = SessionRecord {
-            openid: openid.to_owned(),
-            unionid: unionid.map(str::to_owned),
-            app_id: shared.app_id.clone(),
-            session_key,
-            data: data_json,
-            created_at_ms: now,
-            expires_at_ms,
-            idle_expires_at_ms: shared.idle_timeout_ms.map(|idle| {
-                now.saturating_add(idle)
-                    .saturating_add(shared.idle_refresh_ms)
-                    .min(expires_at_ms)
-            }),
-        };
-        if shared.single_session {
-            shared.revoke_user(&record.openid).await?;
-        }
-        let (id, token) = shared.keys.mint();
-        let store_id = StoreId::of(&id);
-        let store = shared.sessions.store();
-        shared
-            .sessions
-            .timed("create", store.create(store_id, record.clone()))
-            .await?;
-        let _ = shared
-            .sessions
-            .timed(
-                "put_latest_session_key",
-                store.put_latest_session_key(
-                    &record.openid,
-                    record.session_key.clone(),
-                    record.expires_at_ms,
-                ),
+        let (token, _) = shared
+            .create_session(
+                shared.app_id.clone(),
+                openid.to_owned(),
+                unionid.map(str::to_owned),
+                session_key,
+                data_json,
+                data,
             )
-            .await;
-        record.data = Vec::new();
-        let state =
-            SessionState::from_record(shared.sessions.ctx().clone(), store_id, record, data);
-        shared.sessions.insert(id, Arc::new(state));
+            .await?;
         Ok(token)
     }
 

@@ -340,74 +340,24 @@ where
             )
         })?;
 
-        let now = now_ms();
-        let ttl_ms = self.session_ttl.as_millis() as u64;
-        let expires_at_ms = now.saturating_add(ttl_ms);
-        let record = SessionRecord {
-            openid: who.openid,
-            unionid: who.unionid,
-            app_id: app.app_id.clone(),
-            session_key: who.session_key,
-            data: data_json,
-            created_at_ms: now,
-            expires_at_ms,
-            idle_expires_at_ms: self.idle_timeout_ms.map(|idle| {
-                now.saturating_add(idle)
-                    .saturating_add(self.idle_refresh_ms)
-                    .min(expires_at_ms)
-            }),
-        };
-        if self.single_session {
-            self.revoke_user(&record.openid).await.map_err(|e| {
-                tracing::warn!(error = %e, "wxlogin: ending the user's other sessions failed");
-                self.reject(
-                    ErrorCode::StoreUnavailable,
-                    "the session store is unavailable; try again shortly",
-                )
-            })?;
-        }
-        let (id, token) = self.keys.mint();
-        let store_id = StoreId::of(&id);
         // Only a stored session yields a token: on any store failure the client gets 503.
-        self.sessions
-            .timed(
-                "create",
-                self.sessions.store().create(store_id, record.clone()),
+        let (token, state) = self
+            .create_session(
+                app.app_id.clone(),
+                who.openid,
+                who.unionid,
+                who.session_key,
+                data_json,
+                data,
             )
             .await
             .map_err(|e| {
-                tracing::warn!(error = %e, "wxlogin: storing the new session failed");
+                tracing::warn!(error = %e, "wxlogin: creating the session failed");
                 self.reject(
                     ErrorCode::StoreUnavailable,
                     "the session store is unavailable; try again shortly",
                 )
             })?;
-        // WeChat keeps one valid session_key per user: remember the newest,
-        // so sessions from earlier logins decrypt data made after this one.
-        // A failure costs only that fallback, not the login.
-        if let Err(e) = self
-            .sessions
-            .timed(
-                "put_latest_session_key",
-                self.sessions.store().put_latest_session_key(
-                    &record.openid,
-                    record.session_key.clone(),
-                    record.expires_at_ms,
-                ),
-            )
-            .await
-        {
-            tracing::warn!(error = %e, "wxlogin: keeping the newest session_key failed");
-        }
-        let mut record = record;
-        record.data = Vec::new();
-        let state = Arc::new(SessionState::from_record(
-            self.sessions.ctx().clone(),
-            store_id,
-            record,
-            data,
-        ));
-        self.sessions.insert(id, state.clone());
 
         let body = serde_json::to_vec(&LoginReply {
             token: &token,
@@ -425,6 +375,73 @@ where
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Ok(res)
+    }
+
+    /// Stores a new session for a user WeChat vouched for and caches it:
+    /// what a login does after the code exchange and the hook. Ends the
+    /// user's other sessions first under `single_session`, and keeps the
+    /// newest `session_key` for the user. Returns the token only once the
+    /// session is stored.
+    pub(crate) async fn create_session(
+        &self,
+        app_id: String,
+        openid: String,
+        unionid: Option<String>,
+        session_key: crate::Secret,
+        data_json: Vec<u8>,
+        data: T,
+    ) -> Result<(String, Arc<SessionState<T>>), crate::store::StoreError> {
+        let now = now_ms();
+        let expires_at_ms = now.saturating_add(self.session_ttl.as_millis() as u64);
+        let mut record = SessionRecord {
+            openid,
+            unionid,
+            app_id,
+            session_key,
+            data: data_json,
+            created_at_ms: now,
+            expires_at_ms,
+            idle_expires_at_ms: self.idle_timeout_ms.map(|idle| {
+                now.saturating_add(idle)
+                    .saturating_add(self.idle_refresh_ms)
+                    .min(expires_at_ms)
+            }),
+        };
+        if self.single_session {
+            self.revoke_user(&record.openid).await?;
+        }
+        let (id, token) = self.keys.mint();
+        let store_id = StoreId::of(&id);
+        let store = self.sessions.store();
+        self.sessions
+            .timed("create", store.create(store_id, record.clone()))
+            .await?;
+        // WeChat keeps one valid session_key per user: remember the newest,
+        // so sessions from earlier logins decrypt data made after this one.
+        // A failure costs only that fallback, not the login.
+        if let Err(e) = self
+            .sessions
+            .timed(
+                "put_latest_session_key",
+                store.put_latest_session_key(
+                    &record.openid,
+                    record.session_key.clone(),
+                    record.expires_at_ms,
+                ),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "wxlogin: keeping the newest session_key failed");
+        }
+        record.data = Vec::new();
+        let state = Arc::new(SessionState::from_record(
+            self.sessions.ctx().clone(),
+            store_id,
+            record,
+            data,
+        ));
+        self.sessions.insert(id, state.clone());
+        Ok((token, state))
     }
 
     async fn read_body<B>(&self, req: Request<B>) -> Result<Bytes, Rejection>
