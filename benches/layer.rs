@@ -44,6 +44,44 @@ const TOKEN_KEY: &str = "bench-token-key-0123456789abcdef";
 /// Lines that ran in this process, in order, for the summary.
 static RAN: Mutex<Vec<(&'static str, &'static str)>> = Mutex::new(Vec::new());
 
+/// Per-round ratios to `bare`: (group, line) → ratios, one per round.
+static ROUNDS: Mutex<Vec<(&'static str, &'static str, Vec<f64>)>> = Mutex::new(Vec::new());
+
+/// A line of the interleaved pass: its name, requests per round, and a
+/// closure that times that many requests.
+type Line<'a> = (&'static str, u64, &'a dyn Fn(u64) -> Duration);
+
+/// The interleaved pass: every line of a group timed in turn, `rounds`
+/// times, each ratio taken against `bare` (the first line) of the same
+/// round. Criterion times its lines one after the other, seconds or
+/// minutes apart, and a shared machine's speed drifts by more than the
+/// differences measured here; a drift slower than a round cancels out of
+/// these ratios.
+fn interleave(group: &'static str, rounds: usize, lines: &[Line<'_>]) {
+    let mut ratios = vec![Vec::with_capacity(rounds); lines.len()];
+    for _ in 0..rounds {
+        let ns: Vec<f64> = lines
+            .iter()
+            .map(|(_, n, run)| run(*n).as_nanos() as f64 / *n as f64)
+            .collect();
+        for (i, v) in ns.iter().enumerate() {
+            ratios[i].push(v / ns[0]);
+        }
+    }
+    let mut out = ROUNDS.lock().unwrap();
+    for ((name, _, _), r) in lines.iter().zip(ratios).skip(1) {
+        out.push((group, name, r));
+    }
+}
+
+/// Median and quartiles of a line's per-round ratios.
+fn quartiles(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.25), at(0.75))
+}
+
 fn ran(group: &'static str, name: &'static str) {
     let mut r = RAN.lock().unwrap();
     if !r.contains(&(group, name)) {
@@ -68,8 +106,13 @@ fn request(auth: &HeaderValue) -> Request<Body> {
     req
 }
 
+/// A static header value, as every line uses: cloning it per request writes
+/// no reference count. (With `from_str`, each clone bumps a count in the
+/// value's own allocation: with 100k tokens in rotation that is a cache miss
+/// per request which the harness, not the layer, adds. A server's header
+/// values are slices of the buffer it has just read, which is in cache.)
 fn bearer(token: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("Bearer {token}")).unwrap()
+    HeaderValue::from_static(Box::leak(format!("Bearer {token}").into_boxed_str()))
 }
 
 async fn login(app: &mut Router, fake: &FakeWeChat, openid: &str) -> String {
@@ -226,10 +269,10 @@ fn single_threaded(c: &mut Criterion, full: bool, fake: &FakeWeChat) {
         let t = tokens_1k[0].to_str().unwrap();
         // A character inside the MAC (the last one only carries 2 bits
         // and changing it makes a malformed token, rejected before the MAC).
-        let mut b = t.as_bytes().to_vec();
+        let mut b = t.strip_prefix("Bearer ").unwrap().as_bytes().to_vec();
         let i = b.len() - 6;
         b[i] = if b[i] == b'A' { b'B' } else { b'A' };
-        HeaderValue::from_bytes(&b).unwrap()
+        bearer(std::str::from_utf8(&b).unwrap())
     };
     let unknown = bearer(&wx_1k.bench_unknown_token());
 
@@ -369,6 +412,33 @@ fn single_threaded(c: &mut Criterion, full: bool, fake: &FakeWeChat) {
     }
     g.finish();
 
+    let rounds = if full { interleaved_rounds() } else { 1 };
+    let n = |requests: u64| if full { requests } else { 10 };
+    let rt = &rt;
+    let one = |app: &Router, token: &HeaderValue, status: u16| {
+        let (app, token) = (app.clone(), token.clone());
+        move |n| run_st(rt, &app, std::slice::from_ref(&token), status, n)
+    };
+    let bare_line = one(&bare, &tokens_1k[0], 200);
+    let hit_1k = |n| run_st(rt, &app_1k, &tokens_1k, 200, n);
+    let hit_1m = |n| run_st(rt, &app_many, &tokens_many, 200, n);
+    let unknown_line = one(&app_1k, &unknown, 401);
+    let forged_line = one(&app_1k, &forged, 401);
+    let miss_line = one(&app_miss, &miss_token, 200);
+    let mut lines: Vec<Line<'_>> = vec![
+        ("bare", n(20_000), &bare_line),
+        ("hit_1k", n(20_000), &hit_1k),
+        ("hit_1m", n(20_000), &hit_1m),
+        ("unknown_token", n(20_000), &unknown_line),
+        ("forged_token", n(20_000), &forged_line),
+        ("miss_memory", n(20_000), &miss_line),
+    ];
+    let redis_line = redis.as_ref().map(|(app, token)| one(app, token, 200));
+    if let Some(line) = &redis_line {
+        lines.push(("miss_redis", n(500), line));
+    }
+    interleave("st", rounds, &lines);
+
     // 64 tasks on 2 worker threads, hit path. Sessions from real logins.
     let mt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -376,19 +446,27 @@ fn single_threaded(c: &mut Criterion, full: bool, fake: &FakeWeChat) {
         .build()
         .unwrap();
     let auths = Arc::new(tokens_1k.clone());
-    let one = Arc::new(vec![tokens_1k[0].clone()]);
+    let one_token = Arc::new(vec![tokens_1k[0].clone()]);
     let mut g = c.benchmark_group("mt64");
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(4));
     g.bench_function("bare", |b| {
         ran("mt64", "bare");
-        b.iter_custom(|n| run_mt(&mt, &bare, &one, n))
+        b.iter_custom(|n| run_mt(&mt, &bare, &one_token, n))
     });
     g.bench_function("hit_1k", |b| {
         ran("mt64", "hit_1k");
         b.iter_custom(|n| run_mt(&mt, &app_1k, &auths, n))
     });
     g.finish();
+    interleave(
+        "mt64",
+        rounds,
+        &[
+            ("bare", n(40_000), &|n| run_mt(&mt, &bare, &one_token, n)),
+            ("hit_1k", n(40_000), &|n| run_mt(&mt, &app_1k, &auths, n)),
+        ],
+    );
     drop(tokens_many);
     // Dropping a million sessions takes a while; not worth waiting for.
     std::mem::forget(app_many);
@@ -587,6 +665,42 @@ fn summary(dir: &std::path::Path) {
     ) {
         println!("hit_1m / hit_1k = {:.2}", m.0 / k.0);
     }
+
+    let rounds = ROUNDS.lock().unwrap();
+    let Some((_, _, first)) = rounds.first() else {
+        return;
+    };
+    println!();
+    println!(
+        "interleaved: ratio to `bare` of the same round, median and quartiles of {} rounds",
+        first.len()
+    );
+    println!("| {:<22} | {:>6} | {:>15} |", "line", "ratio", "quartiles");
+    println!("|{:-<24}|{:->8}|{:->17}|", "", "", "");
+    for (group, name, r) in rounds.iter() {
+        let (m, q1, q3) = quartiles(r);
+        println!(
+            "| {:<22} | {:>6} | {:>15} |",
+            format!("{group}/{name}"),
+            format!("{m:.2}"),
+            format!("{q1:.2} .. {q3:.2}")
+        );
+    }
+    let line = |name: &str| rounds.iter().find(|(g, n, _)| *g == "st" && *n == name);
+    if let (Some(k), Some(m)) = (line("hit_1k"), line("hit_1m")) {
+        let per_round: Vec<f64> = m.2.iter().zip(&k.2).map(|(m, k)| m / k).collect();
+        let (m, q1, q3) = quartiles(&per_round);
+        println!("hit_1m / hit_1k, per round: {m:.2} ({q1:.2} .. {q3:.2})");
+    }
+}
+
+/// `WXLOGIN_BENCH_ROUNDS`, default 15.
+fn interleaved_rounds() -> usize {
+    std::env::var("WXLOGIN_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(15)
 }
 
 fn main() {

@@ -118,6 +118,11 @@ impl<T> Shared<T> {
     pub(crate) fn reject(&self, code: ErrorCode, message: &'static str) -> Rejection {
         Rejection::new(code, message).with_renderer(self.renderer.as_ref())
     }
+
+    /// A rejection with a body rendered at compile time (the layer's own).
+    pub(crate) fn reject_fixed(&self, fixed: &crate::error::Fixed) -> Rejection {
+        fixed.rejection(self.renderer.as_ref())
+    }
 }
 
 /// A configured WeChat login: hands out the layer and the login and logout

@@ -147,6 +147,56 @@ pub struct Rejection {
     message: Cow<'static, str>,
     retry_after: Option<u64>,
     renderer: Option<Renderer>,
+    /// The default body, when it was rendered at compile time (see [`Fixed`]).
+    body: Option<&'static str>,
+}
+
+/// The default body's fields, in the order the wire format shows them.
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    error: &'static str,
+    message: &'a str,
+    relogin: bool,
+}
+
+/// A rejection whose code and message are constants, with its default body
+/// rendered at compile time: what the layer answers to a bad token, with no
+/// JSON serialization per request.
+pub(crate) struct Fixed {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: &'static str,
+    pub(crate) body: &'static str,
+}
+
+/// A [`Fixed`] rejection. `$name` and `$relogin` must be the code's
+/// `as_str()` and `relogin()`, and the message must need no JSON escaping:
+/// the tests check every one against the serializer.
+macro_rules! fixed {
+    ($code:ident, $name:literal, $relogin:literal, $message:literal) => {
+        $crate::error::Fixed {
+            code: $crate::error::ErrorCode::$code,
+            message: $message,
+            body: concat!(
+                "{\"error\":\"",
+                $name,
+                "\",\"message\":\"",
+                $message,
+                "\",\"relogin\":",
+                $relogin,
+                "}"
+            ),
+        }
+    };
+}
+pub(crate) use fixed;
+
+impl Fixed {
+    /// The rejection, answered through `renderer` when the app set one.
+    pub(crate) fn rejection(&self, renderer: Option<&Renderer>) -> Rejection {
+        let mut rej = Rejection::new(self.code, self.message).with_renderer(renderer);
+        rej.body = Some(self.body);
+        rej
+    }
 }
 
 impl fmt::Debug for Rejection {
@@ -183,6 +233,7 @@ impl Rejection {
             message: message.into(),
             retry_after: None,
             renderer: None,
+            body: None,
         }
     }
 
@@ -289,11 +340,23 @@ impl Rejection {
     /// assert_eq!(body["error"], "missing_token");
     /// ```
     pub fn default_response(&self) -> Response<Bytes> {
-        let body = serde_json::to_vec(&self.body_json()).unwrap_or_default();
-        let mut res = Response::new(Bytes::from(body));
+        let body = match self.body {
+            Some(fixed) => Bytes::from_static(fixed.as_bytes()),
+            None => Bytes::from(self.render_body()),
+        };
+        let mut res = Response::new(body);
         *res.status_mut() = self.status;
         self.add_headers(&mut res);
         res
+    }
+
+    fn render_body(&self) -> Vec<u8> {
+        serde_json::to_vec(&Body {
+            error: self.code.as_str(),
+            message: &self.message,
+            relogin: self.relogin(),
+        })
+        .expect("three plain fields always serialize")
     }
 
     /// Adds the protocol headers (`WWW-Authenticate` on 401, `Retry-After`) a

@@ -36,6 +36,59 @@ pub(crate) enum AuthState {
     Rejected(Rejection),
 }
 
+/// The layer's own rejections, their bodies rendered at compile time.
+pub(crate) mod refusals {
+    use crate::error::{fixed, Fixed};
+
+    pub(crate) const MISSING: Fixed = fixed!(
+        MissingToken,
+        "missing_token",
+        true,
+        "no session token; log in first"
+    );
+    pub(crate) const NOT_TEXT: Fixed = fixed!(
+        InvalidToken,
+        "invalid_token",
+        true,
+        "the token header is not valid text; log in again"
+    );
+    pub(crate) const FORGED: Fixed = fixed!(
+        InvalidToken,
+        "invalid_token",
+        true,
+        "the token is malformed or forged; log in again"
+    );
+    pub(crate) const UNKNOWN: Fixed = fixed!(
+        InvalidToken,
+        "invalid_token",
+        true,
+        "the session does not exist or was revoked; log in again"
+    );
+    pub(crate) const EXPIRED: Fixed = fixed!(
+        SessionExpired,
+        "session_expired",
+        true,
+        "the session has expired; log in again"
+    );
+    pub(crate) const STORE_DOWN: Fixed = fixed!(
+        StoreUnavailable,
+        "store_unavailable",
+        false,
+        "the session store is unavailable; try again shortly"
+    );
+
+    /// Every one of them, for the test that checks them against the serializer.
+    #[cfg(test)]
+    pub(crate) const ALL: [&Fixed; 6] = [
+        &MISSING,
+        &NOT_TEXT,
+        &FORGED,
+        &UNKNOWN,
+        &EXPIRED,
+        &STORE_DOWN,
+    ];
+}
+
 /// A [`Layer`] that authenticates requests by their session token.
 ///
 /// Made by [`WxLogin::layer`](crate::WxLogin::layer) (a session is required)
@@ -270,24 +323,12 @@ where
                 }
                 _ => {
                     self.sessions.forget(&id);
-                    Err(self.reject(
-                        ErrorCode::SessionExpired,
-                        "the session has expired; log in again",
-                    ))
+                    Err(self.reject_fixed(&refusals::EXPIRED))
                 }
             },
-            Ok(Found::Expired) => Err(self.reject(
-                ErrorCode::SessionExpired,
-                "the session has expired; log in again",
-            )),
-            Ok(Found::Unknown) => Err(self.reject(
-                ErrorCode::InvalidToken,
-                "the session does not exist or was revoked; log in again",
-            )),
-            Err(_) => Err(self.reject(
-                ErrorCode::StoreUnavailable,
-                "the session store is unavailable; try again shortly",
-            )),
+            Ok(Found::Expired) => Err(self.reject_fixed(&refusals::EXPIRED)),
+            Ok(Found::Unknown) => Err(self.reject_fixed(&refusals::UNKNOWN)),
+            Err(_) => Err(self.reject_fixed(&refusals::STORE_DOWN)),
         }
     }
 
@@ -301,10 +342,7 @@ where
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "wxlogin: logout failed");
-                self.reject(
-                    ErrorCode::StoreUnavailable,
-                    "the session store is unavailable; try again shortly",
-                )
+                self.reject_fixed(&refusals::STORE_DOWN)
             })?;
         self.sessions.invalidate(&id, store_id);
         Ok(deleted)
@@ -337,28 +375,22 @@ where
             Ok(token) => match shared.keys.parse(token) {
                 Ok(parsed) => parsed,
                 Err(_) => {
-                    let rej = shared.reject(
-                        ErrorCode::InvalidToken,
-                        "the token is malformed or forged; log in again",
-                    );
+                    let rej = shared.reject_fixed(&refusals::FORGED);
                     return self.refuse(req, rej);
                 }
             },
             Err(code) => {
                 let rej = if code == ErrorCode::MissingToken {
-                    shared.reject(code, "no session token; log in first")
+                    shared.reject_fixed(&refusals::MISSING)
                 } else {
-                    shared.reject(code, "the token header is not valid text; log in again")
+                    shared.reject_fixed(&refusals::NOT_TEXT)
                 };
                 return self.refuse(req, rej);
             }
         };
 
         if !shared.keys.check(&parsed) {
-            let rej = shared.reject(
-                ErrorCode::InvalidToken,
-                "the token is malformed or forged; log in again",
-            );
+            let rej = shared.reject_fixed(&refusals::FORGED);
             return self.refuse(req, rej);
         }
         let id = parsed.id();
@@ -380,10 +412,7 @@ where
                 }
                 Freshness::Expired => {
                     shared.sessions.forget(&id);
-                    let rej = shared.reject(
-                        ErrorCode::SessionExpired,
-                        "the session has expired; log in again",
-                    );
+                    let rej = shared.reject_fixed(&refusals::EXPIRED);
                     return self.refuse(req, rej);
                 }
                 Freshness::IdleUnsure => shared.sessions.forget(&id),
@@ -461,6 +490,25 @@ impl<S, T> WxLoginService<S, T> {
             kind: Kind::Rejected {
                 res: Some(rej.to_response().map(ResB::from)),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::Rejection;
+
+    #[test]
+    fn fixed_bodies_are_what_the_serializer_writes() {
+        for fixed in super::refusals::ALL {
+            let by_serializer = Rejection::new(fixed.code, fixed.message).default_response();
+            let prerendered = fixed.rejection(None).default_response();
+            assert_eq!(prerendered.body(), by_serializer.body(), "{}", fixed.body);
+            assert_eq!(prerendered.headers(), by_serializer.headers());
+            assert_eq!(prerendered.status(), by_serializer.status());
+            let body: serde_json::Value = serde_json::from_str(fixed.body).unwrap();
+            assert_eq!(body["error"], fixed.code.as_str());
+            assert_eq!(body["relogin"], fixed.code.relogin());
         }
     }
 }

@@ -13,6 +13,7 @@
     doc = "[RedisStore]: https://docs.rs/wxlogin/latest/wxlogin/store/struct.RedisStore.html"
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 
 mod config;
 pub mod crypto;

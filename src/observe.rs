@@ -23,15 +23,35 @@ mod imp {
         metrics::counter!("wxlogin_logins_total", "outcome" => outcome).increment(1);
     }
 
+    // Literal label values make the metric's key a constant; a label value
+    // from a variable would build (and allocate) the key on every call.
+
     #[inline]
     pub(crate) fn cache(hit: bool) {
-        let result = if hit { "hit" } else { "miss" };
-        metrics::counter!("wxlogin_cache_total", "result" => result).increment(1);
+        if hit {
+            metrics::counter!("wxlogin_cache_total", "result" => "hit").increment(1);
+        } else {
+            metrics::counter!("wxlogin_cache_total", "result" => "miss").increment(1);
+        }
     }
 
     #[inline]
     pub(crate) fn rejected(code: &'static str) {
-        metrics::counter!("wxlogin_rejections_total", "error" => code).increment(1);
+        macro_rules! count {
+            ($($code:literal),*) => {
+                match code {
+                    $($code => metrics::counter!("wxlogin_rejections_total", "error" => $code).increment(1),)*
+                    other => metrics::counter!("wxlogin_rejections_total", "error" => other).increment(1),
+                }
+            };
+        }
+        // The layer's codes, the ones a flood of bad tokens produces.
+        count!(
+            "missing_token",
+            "invalid_token",
+            "session_expired",
+            "store_unavailable"
+        );
     }
 
     pub(crate) fn store(op: &'static str, elapsed: Duration, ok: bool) {

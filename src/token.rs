@@ -17,7 +17,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -29,6 +29,8 @@ const VERSION: u8 = 1;
 pub(crate) const ID_LEN: usize = 16;
 const MAC_LEN: usize = 16;
 const RAW_LEN: usize = 2 + ID_LEN + MAC_LEN;
+/// Length of the signed part: version, key id and session id.
+const SIGNED_LEN: usize = 2 + ID_LEN;
 /// Length of a token in characters.
 pub(crate) const TOKEN_LEN: usize = (RAW_LEN * 4).div_ceil(3);
 /// Shortest key accepted, in bytes.
@@ -46,8 +48,39 @@ pub(crate) enum TokenError {
 
 struct Key {
     kid: u8,
-    /// HMAC state with the key already absorbed; cloned per use.
-    mac: Hmac<Sha256>,
+    /// SHA-256 states after the key's inner and outer pad blocks: what HMAC
+    /// computes first for every message, done once here.
+    inner: [u32; 8],
+    outer: [u32; 8],
+}
+
+/// SHA-256's initial state (FIPS 180-4, 5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+impl Key {
+    fn new(bytes: &[u8]) -> Key {
+        // RFC 2104: a key longer than the block is hashed first, then padded.
+        let mut block = [0u8; 64];
+        if bytes.len() > 64 {
+            block[..32].copy_from_slice(&Sha256::digest(bytes));
+        } else {
+            block[..bytes.len()].copy_from_slice(bytes);
+        }
+        let pad = |byte: u8| {
+            let mut padded = block;
+            padded.iter_mut().for_each(|b| *b ^= byte);
+            let mut state = SHA256_IV;
+            sha2::compress256(&mut state, &[GenericArray::from(padded)]);
+            state
+        };
+        Key {
+            kid: Sha256::digest(bytes)[0],
+            inner: pad(0x36),
+            outer: pad(0x5c),
+        }
+    }
 }
 
 /// The token keys: the first signs, all verify.
@@ -68,13 +101,7 @@ impl TokenKeys {
     pub(crate) fn new(keys: &[Secret]) -> Self {
         let keys = keys
             .iter()
-            .map(|k| {
-                let bytes = k.expose().as_bytes();
-                Key {
-                    kid: Sha256::digest(bytes)[0],
-                    mac: Hmac::<Sha256>::new_from_slice(bytes).expect("HMAC takes any key length"),
-                }
-            })
+            .map(|k| Key::new(k.expose().as_bytes()))
             .collect();
         TokenKeys { keys }
     }
@@ -98,9 +125,9 @@ impl TokenKeys {
         let mut raw = [0u8; RAW_LEN];
         raw[0] = VERSION;
         raw[1] = key.kid;
-        raw[2..2 + ID_LEN].copy_from_slice(id);
-        let tag = mac(key, &raw[..2 + ID_LEN]);
-        raw[2 + ID_LEN..].copy_from_slice(&tag);
+        raw[2..SIGNED_LEN].copy_from_slice(id);
+        let signed: [u8; SIGNED_LEN] = raw[..SIGNED_LEN].try_into().expect("fixed length");
+        raw[SIGNED_LEN..].copy_from_slice(&mac(key, &signed));
         URL_SAFE_NO_PAD.encode(raw)
     }
 
@@ -117,27 +144,24 @@ impl TokenKeys {
     /// Checks a token's shape only (length, alphabet, version): no MAC yet.
     #[inline]
     pub(crate) fn parse(&self, token: &str) -> Result<Parsed, TokenError> {
-        if token.len() != TOKEN_LEN {
+        let raw = token
+            .as_bytes()
+            .try_into()
+            .ok()
+            .and_then(decode)
+            .ok_or(TokenError::Invalid)?;
+        if raw[0] != VERSION {
             return Err(TokenError::Invalid);
         }
-        let mut raw = [0u8; RAW_LEN + 2];
-        let n = URL_SAFE_NO_PAD
-            .decode_slice(token.as_bytes(), &mut raw)
-            .map_err(|_| TokenError::Invalid)?;
-        if n != RAW_LEN || raw[0] != VERSION {
-            return Err(TokenError::Invalid);
-        }
-        let mut out = [0u8; RAW_LEN];
-        out.copy_from_slice(&raw[..RAW_LEN]);
-        Ok(Parsed { raw: out })
+        Ok(Parsed { raw })
     }
 
     /// Checks a parsed token's MAC against every key with its key id, in
     /// constant time over the MAC.
     pub(crate) fn check(&self, parsed: &Parsed) -> bool {
         let raw = &parsed.raw;
-        let signed = &raw[..2 + ID_LEN];
-        let given = &raw[2 + ID_LEN..RAW_LEN];
+        let signed: &[u8; SIGNED_LEN] = raw[..SIGNED_LEN].try_into().expect("fixed length");
+        let given = &raw[SIGNED_LEN..RAW_LEN];
         let mut ok = false;
         for key in self.keys.iter().filter(|k| k.kid == raw[1]) {
             ok |= bool::from(mac(key, signed).ct_eq(given));
@@ -150,7 +174,7 @@ impl TokenKeys {
     /// checked by comparing tags instead of computing an HMAC.
     pub(crate) fn tag_for(&self, id: &SessionId) -> Tag {
         let key = &self.keys[0];
-        let mut raw = [0u8; 2 + ID_LEN];
+        let mut raw = [0u8; SIGNED_LEN];
         raw[0] = VERSION;
         raw[1] = key.kid;
         raw[2..].copy_from_slice(id);
@@ -203,12 +227,70 @@ impl Parsed {
     }
 }
 
-fn mac(key: &Key, msg: &[u8]) -> [u8; MAC_LEN] {
-    let mut m = key.mac.clone();
-    m.update(msg);
-    let full = m.finalize().into_bytes();
+/// Values of the URL-safe base64 alphabet; 0xff marks every other byte.
+static BASE64URL: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut i = 0;
+    while i < 64 {
+        table[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Decodes a token's 46 characters (unpadded URL-safe base64) into its 34
+/// bytes, refusing any other character and non-zero trailing bits, as the
+/// `base64` crate's `URL_SAFE_NO_PAD` does (checked in the tests), in a
+/// straight line for this one length.
+#[inline]
+fn decode(text: &[u8; TOKEN_LEN]) -> Option<[u8; RAW_LEN]> {
+    let mut raw = [0u8; RAW_LEN];
+    let mut seen = 0u8;
+    for i in 0..11 {
+        let a = BASE64URL[text[4 * i] as usize];
+        let b = BASE64URL[text[4 * i + 1] as usize];
+        let c = BASE64URL[text[4 * i + 2] as usize];
+        let d = BASE64URL[text[4 * i + 3] as usize];
+        seen |= a | b | c | d;
+        let n = (a as u32) << 18 | (b as u32) << 12 | (c as u32) << 6 | d as u32;
+        raw[3 * i] = (n >> 16) as u8;
+        raw[3 * i + 1] = (n >> 8) as u8;
+        raw[3 * i + 2] = n as u8;
+    }
+    // The last two characters carry one byte and four bits that must be zero.
+    let (a, b) = (BASE64URL[text[44] as usize], BASE64URL[text[45] as usize]);
+    seen |= a | b;
+    raw[RAW_LEN - 1] = a << 2 | b >> 4;
+    (seen < 64 && b & 0x0f == 0).then_some(raw)
+}
+
+/// HMAC-SHA256(key, msg) truncated to 128 bits: two SHA-256 compressions
+/// from the key's precomputed pad states, the same bytes as the `hmac`
+/// crate gives (checked in the tests).
+#[inline]
+fn mac(key: &Key, msg: &[u8; SIGNED_LEN]) -> [u8; MAC_LEN] {
+    // Inner hash: the message, 0x80, zeros, then the bit length of the pad
+    // block plus the message, in one block (18 bytes fit with room to spare).
+    let mut block = [0u8; 64];
+    block[..SIGNED_LEN].copy_from_slice(msg);
+    block[SIGNED_LEN] = 0x80;
+    block[56..].copy_from_slice(&(((64 + SIGNED_LEN) * 8) as u64).to_be_bytes());
+    let mut inner = key.inner;
+    sha2::compress256(&mut inner, &[GenericArray::from(block)]);
+    // Outer hash over the 32-byte inner digest, padded the same way.
+    let mut block = [0u8; 64];
+    for (chunk, word) in block[..32].chunks_exact_mut(4).zip(inner) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    block[32] = 0x80;
+    block[56..].copy_from_slice(&(((64 + 32) * 8) as u64).to_be_bytes());
+    let mut outer = key.outer;
+    sha2::compress256(&mut outer, &[GenericArray::from(block)]);
     let mut out = [0u8; MAC_LEN];
-    out.copy_from_slice(&full[..MAC_LEN]);
+    for (chunk, word) in out.chunks_exact_mut(4).zip(outer) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
     out
 }
 
@@ -229,6 +311,50 @@ mod tests {
 
     fn keys(list: &[&str]) -> TokenKeys {
         TokenKeys::new(&list.iter().map(|k| Secret::new(*k)).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn decode_matches_the_base64_crate() {
+        let k = keys(&["0123456789abcdef0123456789abcdef"]);
+        let by_crate = |text: &[u8]| {
+            let mut out = [0u8; RAW_LEN + 2];
+            match URL_SAFE_NO_PAD.decode_slice(text, &mut out) {
+                Ok(RAW_LEN) => Some(out[..RAW_LEN].to_vec()),
+                _ => None,
+            }
+        };
+        for _ in 0..4 {
+            let (_, token) = k.mint();
+            // Every byte value at every position of a valid token.
+            for i in 0..TOKEN_LEN {
+                for byte in 0..=255u8 {
+                    let mut text: [u8; TOKEN_LEN] = token.as_bytes().try_into().unwrap();
+                    text[i] = byte;
+                    assert_eq!(
+                        decode(&text).map(|r| r.to_vec()),
+                        by_crate(&text),
+                        "byte {byte} at {i}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mac_matches_the_hmac_crate() {
+        use hmac::{Hmac, Mac};
+        // Short, block-sized and longer-than-a-block keys (hashed first).
+        for key in ["0123456789abcdef", &"k".repeat(64), &"long-key".repeat(20)] {
+            let k = Key::new(key.as_bytes());
+            for seed in 0u8..8 {
+                let msg: [u8; SIGNED_LEN] =
+                    std::array::from_fn(|i| seed.wrapping_mul(31) ^ i as u8);
+                let mut reference = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+                reference.update(&msg);
+                let full = reference.finalize().into_bytes();
+                assert_eq!(mac(&k, &msg), full[..MAC_LEN], "key of {} bytes", key.len());
+            }
+        }
     }
 
     #[test]
