@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release --example hit_path
-//! target/release/examples/hit_path hit 1000000        # bare | hit | forged | unknown | miss
+//! target/release/examples/hit_path hit 1000000        # bare | hit | hit1k | forged | unknown | miss
 //! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='hit_path::run*' \
 //!     target/release/examples/hit_path hit 20000
 //! ```
@@ -21,10 +21,11 @@ use tower::{Service, ServiceExt};
 use wxlogin::{Secret, WxLogin, WxUser};
 
 #[inline(never)]
-async fn run(app: &mut Router, auth: &HeaderValue, status: StatusCode, n: u64) {
-    for _ in 0..n {
+async fn run(app: &mut Router, auths: &[HeaderValue], status: StatusCode, n: u64) {
+    for i in 0..n as usize {
         let mut req = Request::get("/").body(Body::empty()).unwrap();
-        req.headers_mut().insert("authorization", auth.clone());
+        req.headers_mut()
+            .insert("authorization", auths[i % auths.len()].clone());
         let res = ServiceExt::<Request<Body>>::ready(&mut *app)
             .await
             .unwrap()
@@ -76,7 +77,7 @@ fn main() {
                 token,
                 StatusCode::OK,
             ),
-            "hit" | "miss" | "forged" | "unknown" => {
+            "hit" | "hit1k" | "miss" | "forged" | "unknown" => {
                 let app = Router::new()
                     .route(
                         "/",
@@ -90,16 +91,31 @@ fn main() {
                 }
             }
             other => {
-                eprintln!("hit_path: unknown mode {other}; bare | hit | forged | unknown | miss");
+                eprintln!(
+                    "hit_path: unknown mode {other}; bare | hit | hit1k | forged | unknown | miss"
+                );
                 std::process::exit(2);
             }
         };
         // Static, as in benches/layer.rs: a clone writes no reference count.
-        let auth = HeaderValue::from_static(Box::leak(format!("Bearer {token}").into_boxed_str()));
+        let bearer = |token: &str| {
+            HeaderValue::from_static(Box::leak(format!("Bearer {token}").into_boxed_str()))
+        };
+        let mut auths = vec![bearer(&token)];
+        if mode == "hit1k" {
+            // 1000 sessions in rotation, as `st/hit_1k` of the bench.
+            for i in 1..1000 {
+                let t = wx
+                    .bench_create_session(&format!("o-profile-{i}"), None, Secret::new("a2V5"), ())
+                    .await
+                    .unwrap();
+                auths.push(bearer(&t));
+            }
+        }
         // Warm up: the first requests allocate what later ones reuse.
-        run(&mut app, &auth, status, 1000.min(n)).await;
+        run(&mut app, &auths, status, 1000.min(n)).await;
         let start = Instant::now();
-        run(&mut app, &auth, status, n).await;
+        run(&mut app, &auths, status, n).await;
         let ns = start.elapsed().as_nanos() as f64 / n as f64;
         println!("{mode}: {ns:.1} ns/request over {n}");
     });

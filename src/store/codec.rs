@@ -18,6 +18,8 @@ use crate::Secret;
 const VERSION: u8 = 1;
 /// Byte offset of the idle deadline in an encoded record.
 pub const IDLE_OFFSET: usize = 1;
+/// Byte offset of the expiry in an encoded record.
+pub const EXPIRES_OFFSET: usize = 9;
 const NONE: u16 = u16::MAX;
 
 impl SessionRecord {

@@ -1,10 +1,11 @@
 //! The default store: sessions in this process's memory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use super::codec::{EXPIRES_OFFSET, IDLE_OFFSET};
 use super::{SessionRecord, SessionStore, StoreError, StoreFuture, StoreId};
 use crate::session::now_ms;
 use crate::Secret;
@@ -41,38 +42,89 @@ struct Inner {
     last_sweep_ms: AtomicU64,
 }
 
+/// What the store holds, compactly: memory per session is most of what a
+/// single-instance deployment spends on its users (see docs/performance.md).
 #[derive(Default)]
 struct State {
-    sessions: HashMap<StoreId, SessionRecord>,
-    by_user: HashMap<String, HashSet<StoreId>>,
-    /// The newest session_key per user, and until when to keep it.
-    user_keys: HashMap<String, (Secret, u64)>,
+    /// Each session as the binary record of [`SessionRecord::encode`] (one
+    /// allocation, about 100 bytes), whose idle deadline and expiry sit at
+    /// fixed offsets: the sweep and `touch` read and write them in place.
+    sessions: HashMap<StoreId, Box<[u8]>>,
+    users: HashMap<Box<str>, User>,
+}
+
+/// A user's sessions and newest `session_key`.
+#[derive(Default)]
+struct User {
+    /// Few per user (one with `single_session`); a `Vec` is a quarter of a
+    /// set's size for one id.
+    ids: Vec<StoreId>,
+    /// The newest session_key, and until when to keep it.
+    key: Option<(Secret, u64)>,
+}
+
+impl User {
+    fn is_unused(&self, now: u64) -> bool {
+        self.ids.is_empty() && self.key.as_ref().is_none_or(|(_, until)| *until <= now)
+    }
+}
+
+/// The record's end (expiry, or the idle deadline if sooner), read in place.
+fn ends_at_ms(bytes: &[u8]) -> u64 {
+    let field = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+    };
+    match (field(IDLE_OFFSET), field(EXPIRES_OFFSET)) {
+        (Some(0), Some(expires)) => expires,
+        (Some(idle), Some(expires)) => idle.min(expires),
+        // Not a record this store wrote: treat it as ended.
+        _ => 0,
+    }
 }
 
 impl State {
-    fn remove(&mut self, id: &StoreId) -> Option<SessionRecord> {
-        let rec = self.sessions.remove(id)?;
-        if let Some(ids) = self.by_user.get_mut(&rec.openid) {
-            ids.remove(id);
-            if ids.is_empty() {
-                self.by_user.remove(&rec.openid);
+    fn remove(&mut self, id: &StoreId) -> bool {
+        let Some(bytes) = self.sessions.remove(id) else {
+            return false;
+        };
+        if let Ok(rec) = SessionRecord::decode(&bytes) {
+            if let Some(user) = self.users.get_mut(rec.openid.as_str()) {
+                user.ids.retain(|i| i != id);
+                if user.is_unused(now_ms()) {
+                    self.users.remove(rec.openid.as_str());
+                }
             }
         }
-        Some(rec)
+        true
     }
 
     fn purge(&mut self, now: u64) -> usize {
         let dead: Vec<StoreId> = self
             .sessions
             .iter()
-            .filter(|(_, r)| r.is_expired_at(now))
+            .filter(|(_, bytes)| ends_at_ms(bytes) <= now)
             .map(|(id, _)| *id)
             .collect();
         for id in &dead {
             self.remove(id);
         }
-        self.user_keys.retain(|_, (_, until)| *until > now);
+        for user in self.users.values_mut() {
+            if user.key.as_ref().is_some_and(|(_, until)| *until <= now) {
+                user.key = None;
+            }
+        }
+        self.users.retain(|_, user| !user.is_unused(now));
         dead.len()
+    }
+
+    fn user(&mut self, openid: &str) -> &mut User {
+        if !self.users.contains_key(openid) {
+            self.users.insert(openid.into(), User::default());
+        }
+        self.users.get_mut(openid).expect("just inserted")
     }
 }
 
@@ -165,15 +217,13 @@ impl SessionStore for MemoryStore {
     fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
         let now = now_ms();
         self.inner.maybe_sweep(now);
+        let bytes = record.encode().into_boxed_slice();
         let mut st = self.inner.lock();
         let result = if st.sessions.contains_key(&id) {
             Err(StoreError::new("session id already exists"))
         } else {
-            st.by_user
-                .entry(record.openid.clone())
-                .or_default()
-                .insert(id);
-            st.sessions.insert(id, record);
+            st.user(&record.openid).ids.push(id);
+            st.sessions.insert(id, bytes);
             Ok(())
         };
         Box::pin(std::future::ready(result))
@@ -183,11 +233,16 @@ impl SessionStore for MemoryStore {
         // Expired records are returned until the sweep removes them, so the
         // layer can answer `session_expired` rather than `invalid_token`.
         let found = self.inner.lock().sessions.get(&id).cloned();
-        Box::pin(std::future::ready(Ok(found)))
+        let found = match found.map(|bytes| SessionRecord::decode(&bytes)) {
+            Some(Ok(record)) => Ok(Some(record)),
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        };
+        Box::pin(std::future::ready(found))
     }
 
     fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
-        let existed = self.inner.lock().remove(&id).is_some();
+        let existed = self.inner.lock().remove(&id);
         Box::pin(std::future::ready(Ok(existed)))
     }
 
@@ -195,8 +250,14 @@ impl SessionStore for MemoryStore {
         let now = now_ms();
         let mut st = self.inner.lock();
         let alive = match st.sessions.get_mut(&id) {
-            Some(r) if !r.is_expired_at(now) => {
-                r.idle_expires_at_ms = Some(idle_expires_at_ms.min(r.expires_at_ms));
+            Some(bytes) if ends_at_ms(bytes) > now => {
+                let expires = u64::from_be_bytes(
+                    bytes[EXPIRES_OFFSET..EXPIRES_OFFSET + 8]
+                        .try_into()
+                        .expect("eight bytes"),
+                );
+                bytes[IDLE_OFFSET..IDLE_OFFSET + 8]
+                    .copy_from_slice(&idle_expires_at_ms.min(expires).max(1).to_be_bytes());
                 true
             }
             _ => false,
@@ -206,15 +267,10 @@ impl SessionStore for MemoryStore {
 
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         let mut st = self.inner.lock();
-        let ids: Vec<StoreId> = st
-            .by_user
-            .remove(openid)
-            .map(|s| s.into_iter().collect())
-            .unwrap_or_default();
+        let ids = st.users.remove(openid).map(|u| u.ids).unwrap_or_default();
         for id in &ids {
             st.sessions.remove(id);
         }
-        st.user_keys.remove(openid);
         Box::pin(std::future::ready(Ok(ids)))
     }
 
@@ -224,10 +280,7 @@ impl SessionStore for MemoryStore {
         session_key: Secret,
         until_ms: u64,
     ) -> StoreFuture<'_, ()> {
-        self.inner
-            .lock()
-            .user_keys
-            .insert(openid.to_owned(), (session_key, until_ms));
+        self.inner.lock().user(openid).key = Some((session_key, until_ms));
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -236,8 +289,9 @@ impl SessionStore for MemoryStore {
         let key = self
             .inner
             .lock()
-            .user_keys
+            .users
             .get(openid)
+            .and_then(|u| u.key.as_ref())
             .filter(|(_, until)| *until > now)
             .map(|(k, _)| k.clone());
         Box::pin(std::future::ready(Ok(key)))
