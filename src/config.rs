@@ -1111,7 +1111,7 @@ impl<T> WxLoginBuilder<T> {
             session_ttl: self.session_ttl,
             idle_timeout_ms,
             idle_refresh_ms,
-            keys: keys.clone(),
+            keys,
             sessions: SessionCache::new(
                 Arc::new(SessionContext {
                     apis,
@@ -1120,7 +1120,6 @@ impl<T> WxLoginBuilder<T> {
                 }),
                 self.cache_capacity,
                 self.cache_ttl,
-                keys,
             ),
             wechat,
             api,

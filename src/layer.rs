@@ -25,7 +25,7 @@ use crate::error::{ErrorCode, Rejection};
 use crate::session::{now_ms, ErasedSession, SessionState};
 use crate::store::cache::Found;
 use crate::store::StoreId;
-use crate::token::{SessionId, Tag};
+use crate::token::SessionId;
 
 /// What the layer learned about a request, in its extensions.
 #[derive(Clone)]
@@ -307,14 +307,12 @@ where
     }
 
     /// The slow path: resolve through the store (single-flight).
-    /// `tag` is the key id and MAC of the checked token naming `id`.
     pub(crate) async fn resolve_slow(
         &self,
         id: SessionId,
-        tag: Tag,
     ) -> Result<Arc<SessionState<T>>, Rejection> {
         let now = now_ms();
-        match self.sessions.resolve(id, tag).await {
+        match self.sessions.resolve(id).await {
             Ok(Found::Live(state)) => match self.freshness(&state, now) {
                 Freshness::Live => {
                     self.touch_on_use(&state, now);
@@ -394,10 +392,9 @@ where
             return self.refuse(req, rej);
         }
         let id = parsed.id();
-        let tag = parsed.tag();
         let cached = shared.sessions.get(&id);
 
-        if let Some(crate::store::cache::Cached { state, .. }) = cached {
+        if let Some(state) = cached {
             crate::observe::cache(true);
             let now = now_ms();
             match shared.freshness(&state, now) {
@@ -433,7 +430,7 @@ where
         ResponseFuture {
             kind: Kind::Miss {
                 fut: Box::pin(async move {
-                    let resolved = shared.resolve_slow(id, tag).instrument(span.clone()).await;
+                    let resolved = shared.resolve_slow(id).instrument(span.clone()).await;
                     span.record(
                         "outcome",
                         match &resolved {

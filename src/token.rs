@@ -168,27 +168,7 @@ impl TokenKeys {
         }
         ok
     }
-
-    /// The key id and MAC a token for `id` carries when the signing key
-    /// makes it: what the cache keeps beside a session, so that a hit is
-    /// checked by comparing tags instead of computing an HMAC.
-    pub(crate) fn tag_for(&self, id: &SessionId) -> Tag {
-        let key = &self.keys[0];
-        let mut raw = [0u8; SIGNED_LEN];
-        raw[0] = VERSION;
-        raw[1] = key.kid;
-        raw[2..].copy_from_slice(id);
-        let mut tag = [0u8; TAG_LEN];
-        tag[0] = key.kid;
-        tag[1..].copy_from_slice(&mac(key, &raw));
-        tag
-    }
 }
-
-/// Key id and MAC of a token.
-pub(crate) const TAG_LEN: usize = 1 + MAC_LEN;
-/// Key id and MAC of a token, as [`TokenKeys::tag_for`] makes them.
-pub(crate) type Tag = [u8; TAG_LEN];
 
 /// A token of the right shape whose MAC is not checked yet.
 pub(crate) struct Parsed {
@@ -202,28 +182,6 @@ impl Parsed {
         let mut id = [0u8; ID_LEN];
         id.copy_from_slice(&self.raw[2..2 + ID_LEN]);
         id
-    }
-
-    /// Whether this token carries exactly `tag` (key id and MAC), in
-    /// constant time. A tag comes from [`TokenKeys::tag_for`] or from a
-    /// token whose MAC was checked, so equality authenticates the token as
-    /// [`TokenKeys::check`] would.
-    #[inline]
-    #[cfg(test)]
-    pub(crate) fn has_tag(&self, tag: &Tag) -> bool {
-        let mut mine = [0u8; TAG_LEN];
-        mine[0] = self.raw[1];
-        mine[1..].copy_from_slice(&self.raw[2 + ID_LEN..RAW_LEN]);
-        bool::from(mine.ct_eq(tag))
-    }
-
-    /// This token's key id and MAC.
-    #[inline]
-    pub(crate) fn tag(&self) -> Tag {
-        let mut tag = [0u8; TAG_LEN];
-        tag[0] = self.raw[1];
-        tag[1..].copy_from_slice(&self.raw[2 + ID_LEN..RAW_LEN]);
-        tag
     }
 }
 
@@ -389,21 +347,17 @@ mod tests {
     }
 
     #[test]
-    fn tags_authenticate_like_the_mac() {
+    fn a_changed_mac_keeps_the_shape_but_fails_the_check() {
         let k = keys(&["0123456789abcdef0123456789abcdef"]);
         let (id, token) = k.mint();
         let parsed = k.parse(&token).unwrap();
         assert_eq!(parsed.id(), id);
         assert!(k.check(&parsed));
-        assert!(parsed.has_tag(&k.tag_for(&id)));
-        assert_eq!(parsed.tag(), k.tag_for(&id));
-        // A MAC character changed: the shape is fine, the tag and the MAC are not.
         let mut b = token.clone().into_bytes();
         b[40] = if b[40] == b'A' { b'B' } else { b'A' };
         let forged = k.parse(std::str::from_utf8(&b).unwrap()).unwrap();
         assert_eq!(forged.id(), id);
         assert!(!k.check(&forged));
-        assert!(!forged.has_tag(&k.tag_for(&id)));
     }
 
     #[test]

@@ -297,3 +297,67 @@ async fn touch_moves_the_idle_deadline_within_the_lifetime() {
     store.create(id(2), ended).await.unwrap();
     assert!(!store.touch(id(2), now + 5_000).await.unwrap());
 }
+
+#[tokio::test]
+async fn purge_keeps_each_users_index_and_newest_key_right() {
+    let store = MemoryStore::new();
+    let now = now_ms();
+    // One user with many sessions, most already ended: one purge pass
+    // removes them and leaves the live ones revocable.
+    for n in 0..2_000u64 {
+        let ends = if n % 100 == 0 { now + 60_000 } else { now + 20 };
+        store.create(id(n), record("o-many", ends)).await.unwrap();
+    }
+    store
+        .put_latest_session_key("o-many", Secret::new("bmV3ZXN0LWtleQ=="), now + 60_000)
+        .await
+        .unwrap();
+    // Another user whose newest key outlives their only session.
+    store
+        .create(id(5_000), record("o-keyed", now + 20))
+        .await
+        .unwrap();
+    store
+        .put_latest_session_key("o-keyed", Secret::new("a2VwdC1rZXk="), now + 60_000)
+        .await
+        .unwrap();
+    // A user whose key ends with their session.
+    store
+        .create(id(6_000), record("o-gone", now + 20))
+        .await
+        .unwrap();
+    store
+        .put_latest_session_key("o-gone", Secret::new("Z29uZS1rZXk="), now + 20)
+        .await
+        .unwrap();
+
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert_eq!(store.purge_expired(), 1_980 + 2);
+    assert_eq!(store.len(), 20);
+
+    let key = store.latest_session_key("o-many").await.unwrap();
+    assert_eq!(
+        key.map(|k| k.expose().to_owned()).as_deref(),
+        Some("bmV3ZXN0LWtleQ==")
+    );
+    let key = store.latest_session_key("o-keyed").await.unwrap();
+    assert_eq!(
+        key.map(|k| k.expose().to_owned()).as_deref(),
+        Some("a2VwdC1rZXk=")
+    );
+    assert!(store.latest_session_key("o-gone").await.unwrap().is_none());
+
+    let live: HashSet<StoreId> = (0..2_000u64).step_by(100).map(id).collect();
+    let revoked: HashSet<StoreId> = store
+        .delete_user("o-many")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(revoked, live, "exactly the live sessions are still indexed");
+    assert!(store.is_empty());
+    assert!(
+        store.latest_session_key("o-many").await.unwrap().is_none(),
+        "revoking a user forgets their newest key"
+    );
+}

@@ -19,7 +19,7 @@ use tokio::sync::OnceCell;
 
 use super::{SessionRecord, SessionStore, StoreError, StoreId};
 use crate::session::{now_ms, SessionContext, SessionState};
-use crate::token::{SessionId, Tag, TokenKeys};
+use crate::token::SessionId;
 
 /// The outcome of a lookup, or a store failure.
 pub(crate) type Lookup<T> = Result<Found<T>, StoreError>;
@@ -46,39 +46,36 @@ impl<T> Clone for Found<T> {
 
 type Flight<T> = Arc<OnceCell<Lookup<T>>>;
 
-/// A cached session, with the key id and MAC of its token: a request whose
-/// token carries the same tag is authenticated without computing an HMAC.
-pub(crate) struct Cached<T> {
-    pub(crate) state: Arc<SessionState<T>>,
-    pub(crate) tag: Tag,
-}
-
-impl<T> Clone for Cached<T> {
-    #[inline]
-    fn clone(&self) -> Self {
-        Cached {
-            state: self.state.clone(),
-            tag: self.tag,
-        }
-    }
-}
-
 /// The hasher of the caches' keys. Every key is already uniformly random: a
 /// session id is 128 bits from the OS CSPRNG, a store id a truncated SHA-256
 /// of one. And no client chooses one: a session id reaches the cache only
 /// after its token's MAC verified, so it was minted by this deployment, and
 /// store ids come from such ids or from the store's own invalidations. So
 /// folding the bytes is as good a hash as SipHash here, at a fraction of its
-/// cost on every hit; there is nothing to flood.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct RandomKeys;
+/// cost on every hit; there is nothing to flood. The fold still starts from
+/// a per-process random seed, so that even ids from a trusted channel (a
+/// custom store's invalidations) cannot be lined up into one bucket run.
+#[derive(Clone, Copy)]
+pub(crate) struct RandomKeys {
+    seed: u64,
+}
+
+impl RandomKeys {
+    fn new() -> Self {
+        let mut seed = [0u8; 8];
+        getrandom::getrandom(&mut seed).expect("the OS random number generator failed");
+        RandomKeys {
+            seed: u64::from_le_bytes(seed),
+        }
+    }
+}
 
 impl BuildHasher for RandomKeys {
     type Hasher = FoldHasher;
 
     #[inline]
     fn build_hasher(&self) -> FoldHasher {
-        FoldHasher(0)
+        FoldHasher(self.seed)
     }
 }
 
@@ -110,27 +107,26 @@ impl Hasher for FoldHasher {
 }
 
 pub(crate) struct SessionCache<T> {
-    entries: Cache<SessionId, Cached<T>, RandomKeys>,
+    entries: Cache<SessionId, Arc<SessionState<T>>, RandomKeys>,
     revoked: Cache<StoreId, (), RandomKeys>,
     /// Finds the cached entry of a store id, for invalidations that name store ids.
     by_store_id: Cache<StoreId, SessionId, RandomKeys>,
     inflight: Mutex<HashMap<SessionId, Flight<T>>>,
     ctx: Arc<SessionContext>,
-    keys: Arc<TokenKeys>,
 }
 
 struct UntilSessionEnd {
     ttl: Duration,
 }
 
-impl<T> Expiry<SessionId, Cached<T>> for UntilSessionEnd {
+impl<T> Expiry<SessionId, Arc<SessionState<T>>> for UntilSessionEnd {
     fn expire_after_create(
         &self,
         _key: &SessionId,
-        value: &Cached<T>,
+        value: &Arc<SessionState<T>>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        let left = value.state.core.expires_at_ms.saturating_sub(now_ms());
+        let left = value.core.expires_at_ms.saturating_sub(now_ms());
         Some(self.ttl.min(Duration::from_millis(left)))
     }
 }
@@ -139,28 +135,23 @@ impl<T> SessionCache<T>
 where
     T: DeserializeOwned + Send + Sync + 'static,
 {
-    pub(crate) fn new(
-        ctx: Arc<SessionContext>,
-        capacity: u64,
-        ttl: Duration,
-        keys: Arc<TokenKeys>,
-    ) -> Self {
+    pub(crate) fn new(ctx: Arc<SessionContext>, capacity: u64, ttl: Duration) -> Self {
+        let hasher = RandomKeys::new();
         SessionCache {
             entries: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(UntilSessionEnd { ttl })
-                .build_with_hasher(RandomKeys),
+                .build_with_hasher(hasher),
             revoked: Cache::builder()
                 .max_capacity(capacity.max(1024))
                 .time_to_live(ttl)
-                .build_with_hasher(RandomKeys),
+                .build_with_hasher(hasher),
             by_store_id: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
-                .build_with_hasher(RandomKeys),
+                .build_with_hasher(hasher),
             inflight: Mutex::new(HashMap::new()),
             ctx,
-            keys,
         }
     }
 
@@ -176,23 +167,17 @@ where
         self.ctx.store_timeout
     }
 
-    /// The hit path: a cached session and its token's tag, if any.
+    /// The hit path: a cached session, if any.
     #[inline]
-    pub(crate) fn get(&self, id: &SessionId) -> Option<Cached<T>> {
+    pub(crate) fn get(&self, id: &SessionId) -> Option<Arc<SessionState<T>>> {
         self.entries.get(id)
     }
 
-    /// Puts a session just created by a login in the cache (its token was
-    /// made by the signing key).
+    /// Puts a session in the cache: one just created by a login, or loaded
+    /// for a token whose MAC was checked.
     pub(crate) fn insert(&self, id: SessionId, state: Arc<SessionState<T>>) {
-        let tag = self.keys.tag_for(&id);
-        self.insert_tagged(id, state, tag);
-    }
-
-    /// Puts a session in the cache with the tag of a token whose MAC was checked.
-    fn insert_tagged(&self, id: SessionId, state: Arc<SessionState<T>>, tag: Tag) {
         self.by_store_id.insert(state.core.store_id, id);
-        self.entries.insert(id, Cached { state, tag });
+        self.entries.insert(id, state);
     }
 
     /// Drops the cached copy of a session and blocks reloading it for a while.
@@ -253,10 +238,10 @@ where
     }
 
     /// The miss path: load from the store once for all concurrent callers.
-    /// `tag` is the key id and MAC of the (checked) token that names `id`.
-    pub(crate) async fn resolve(&self, id: SessionId, tag: Tag) -> Lookup<T> {
+    /// `id` comes from a token whose MAC was checked.
+    pub(crate) async fn resolve(&self, id: SessionId) -> Lookup<T> {
         if let Some(hit) = self.entries.get(&id) {
-            return Ok(Found::Live(hit.state));
+            return Ok(Found::Live(hit));
         }
         let flight = self
             .lock_inflight()
@@ -275,15 +260,15 @@ where
         flight
             .get_or_init(|| async {
                 match self.entries.get(&id) {
-                    Some(hit) => Ok(Found::Live(hit.state)),
-                    None => self.load(id, tag).await,
+                    Some(hit) => Ok(Found::Live(hit)),
+                    None => self.load(id).await,
                 }
             })
             .await
             .clone()
     }
 
-    async fn load(&self, id: SessionId, tag: Tag) -> Lookup<T> {
+    async fn load(&self, id: SessionId) -> Lookup<T> {
         let store_id = StoreId::of(&id);
         let record = match self.timed("load", self.ctx.store.load(store_id)).await {
             Ok(r) => r,
@@ -305,7 +290,7 @@ where
             return Ok(Found::Unknown);
         };
         let state = Arc::new(state);
-        self.insert_tagged(id, state.clone(), tag);
+        self.insert(id, state.clone());
         // An invalidation that landed between the check above and the insert
         // found nothing to evict: look again, so it cannot be missed.
         if self.revoked.contains_key(&store_id) {

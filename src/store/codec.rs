@@ -100,6 +100,16 @@ fn damaged() -> StoreError {
     StoreError::new("damaged session record")
 }
 
+/// The openid of an encoded record, read in place (it follows the 25-byte
+/// header), for stores that index by user without decoding the rest.
+pub(crate) fn openid_of(bytes: &[u8]) -> Option<&str> {
+    let len = u16::from_be_bytes(bytes.get(25..27)?.try_into().ok()?);
+    if len == NONE {
+        return None;
+    }
+    std::str::from_utf8(bytes.get(27..27 + len as usize)?).ok()
+}
+
 fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => {
@@ -172,6 +182,21 @@ mod tests {
         none.unionid = None;
         none.idle_expires_at_ms = None;
         assert_eq!(SessionRecord::decode(&none.encode()).unwrap(), none);
+    }
+
+    #[test]
+    fn fields_read_in_place() {
+        let r = record();
+        let bytes = r.encode();
+        assert_eq!(openid_of(&bytes), Some(r.openid.as_str()));
+        let expires = u64::from_be_bytes(
+            bytes[EXPIRES_OFFSET..EXPIRES_OFFSET + 8]
+                .try_into()
+                .unwrap(),
+        );
+        assert_eq!(expires, r.expires_at_ms);
+        assert_eq!(openid_of(&bytes[..30]), None, "cut short");
+        assert_eq!(openid_of(b""), None);
     }
 
     #[test]

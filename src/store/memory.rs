@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use super::codec::{EXPIRES_OFFSET, IDLE_OFFSET};
+use super::codec::{openid_of, EXPIRES_OFFSET, IDLE_OFFSET};
 use super::{SessionRecord, SessionStore, StoreError, StoreFuture, StoreId};
 use crate::session::now_ms;
 use crate::Secret;
@@ -90,34 +90,33 @@ impl State {
         let Some(bytes) = self.sessions.remove(id) else {
             return false;
         };
-        if let Ok(rec) = SessionRecord::decode(&bytes) {
-            if let Some(user) = self.users.get_mut(rec.openid.as_str()) {
-                user.ids.retain(|i| i != id);
+        if let Some(openid) = openid_of(&bytes) {
+            if let Some(user) = self.users.get_mut(openid) {
+                if let Some(at) = user.ids.iter().position(|i| i == id) {
+                    user.ids.swap_remove(at);
+                }
                 if user.is_unused(now_ms()) {
-                    self.users.remove(rec.openid.as_str());
+                    self.users.remove(openid);
                 }
             }
         }
         true
     }
 
+    /// Drops ended sessions and the users left with nothing, in one pass
+    /// over each map (however many sessions one user has).
     fn purge(&mut self, now: u64) -> usize {
-        let dead: Vec<StoreId> = self
-            .sessions
-            .iter()
-            .filter(|(_, bytes)| ends_at_ms(bytes) <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &dead {
-            self.remove(id);
-        }
-        for user in self.users.values_mut() {
+        let before = self.sessions.len();
+        self.sessions.retain(|_, bytes| ends_at_ms(bytes) > now);
+        let sessions = &self.sessions;
+        self.users.retain(|_, user| {
+            user.ids.retain(|id| sessions.contains_key(id));
             if user.key.as_ref().is_some_and(|(_, until)| *until <= now) {
                 user.key = None;
             }
-        }
-        self.users.retain(|_, user| !user.is_unused(now));
-        dead.len()
+            !user.is_unused(now)
+        });
+        before - self.sessions.len()
     }
 
     fn user(&mut self, openid: &str) -> &mut User {
