@@ -1,6 +1,7 @@
 //! Property tests for every parser that reads untrusted input: the token
 //! (shape and MAC), the token header, the login body, WeChat's
-//! `code2Session` reply and `crypto::decrypt_json`. They run in the normal
+//! `code2Session` reply, `crypto::decrypt_json`, and the binary session
+//! record a store holds (`SessionRecord::decode`). They run in the normal
 //! test suite; the same parsers are fuzzed for longer by `scripts/fuzz.sh`.
 //!
 //! The parsers are crate-private; the `fuzzing` feature (on for the crate's
@@ -483,4 +484,57 @@ fn regression_invalid_utf8_in_an_ignored_field_is_not_a_success() {
         fuzzing::parse_wechat_reply(clean.as_bytes()),
         WeChatReply::Session { .. }
     ));
+}
+
+/// A session record as a store keeps it, from arbitrary fields.
+fn session_record() -> impl Strategy<Value = wxlogin::SessionRecord> {
+    (
+        ".{1,40}",
+        proptest::option::of(".{0,40}"),
+        "[a-z0-9]{1,20}",
+        "[A-Za-z0-9+/=]{0,32}",
+        prop::collection::vec(any::<u8>(), 0..400),
+        any::<u64>(),
+        any::<u64>(),
+        proptest::option::of(1..u64::MAX),
+    )
+        .prop_map(
+            |(openid, unionid, app_id, key, data, created, expires, idle)| wxlogin::SessionRecord {
+                openid,
+                unionid,
+                app_id,
+                session_key: wxlogin::Secret::new(key),
+                data,
+                created_at_ms: created,
+                expires_at_ms: expires,
+                idle_expires_at_ms: idle,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The store codec reads what it writes, and refuses every shorter prefix.
+    #[test]
+    fn session_records_round_trip(record in session_record()) {
+        let bytes = record.encode();
+        prop_assert_eq!(&wxlogin::SessionRecord::decode(&bytes).unwrap(), &record);
+        for cut in 0..bytes.len() {
+            prop_assert!(wxlogin::SessionRecord::decode(&bytes[..cut]).is_err(), "prefix of {} bytes", cut);
+        }
+    }
+
+    /// Arbitrary bytes (a damaged or foreign value under a session key) are
+    /// an error or a record, never a panic; a record read re-encodes to one
+    /// that reads back the same.
+    #[test]
+    fn session_record_decoder_never_panics(data in prop::collection::vec(any::<u8>(), 0..200), version in 0u8..4) {
+        let mut bytes = vec![version];
+        bytes.extend_from_slice(&data);
+        if let Ok(record) = wxlogin::SessionRecord::decode(&bytes) {
+            let again = wxlogin::SessionRecord::decode(&record.encode()).unwrap();
+            prop_assert_eq!(again, record);
+        }
+    }
 }

@@ -297,6 +297,67 @@ async fn case_expiry(s: &Subject<'_>) {
     }
 }
 
+/// The newest `session_key` per user: the last one put wins, it ends at its
+/// own time, it shares the user's entry with their sessions without being
+/// counted as one, and revoking the user forgets it. On Redis it is a field
+/// of the user's hash, which lives as long as the longest of its fields.
+async fn case_newest_session_key(s: &Subject<'_>) {
+    let now = now_ms();
+    assert!(s
+        .store
+        .latest_session_key("o-erin")
+        .await
+        .unwrap()
+        .is_none());
+    let e1 = new_id();
+    s.store
+        .create(e1, record("o-erin", 60_000, None))
+        .await
+        .unwrap();
+    s.store
+        .put_latest_session_key("o-erin", Secret::new("b2xkZXIta2V5"), now + 60_000)
+        .await
+        .unwrap();
+    s.store
+        .put_latest_session_key("o-erin", Secret::new("bmV3ZXN0LWtleQ=="), now + 120_000)
+        .await
+        .unwrap();
+    let newest = s.store.latest_session_key("o-erin").await.unwrap();
+    assert_eq!(
+        newest.as_ref().map(Secret::expose),
+        Some("bmV3ZXN0LWtleQ==")
+    );
+    if let Some(r) = &s.redis {
+        let user_key = r.store.user_key("o-erin");
+        let pttl = r.pttl(&user_key);
+        assert!(
+            (110_000..=120_000).contains(&pttl),
+            "the user's hash lives as long as its newest key, PTTL {pttl}"
+        );
+        assert_eq!(index_members(r.cli, &user_key), vec![e1.to_string()]);
+    }
+    // A key whose time is up is not offered.
+    s.store
+        .put_latest_session_key("o-finn", Secret::new("c2hvcnQ="), now_ms() + 30)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(s
+        .store
+        .latest_session_key("o-finn")
+        .await
+        .unwrap()
+        .is_none());
+    // Revoking the user returns their sessions only, and forgets the key.
+    assert_eq!(s.store.delete_user("o-erin").await.unwrap(), vec![e1]);
+    assert!(s
+        .store
+        .latest_session_key("o-erin")
+        .await
+        .unwrap()
+        .is_none());
+}
+
 /// Redis only: the user index lives until its latest session ends, every
 /// key carries the prefix, and records use the compact encoding.
 async fn case_redis_layout(s: &Subject<'_>) {
@@ -374,6 +435,7 @@ async fn run_suite<'a>(make: impl Fn() -> Subject<'a>) {
         case_delete_user,
         case_delete_user_after_delete,
         case_expiry,
+        case_newest_session_key,
         case_redis_layout,
     );
 }

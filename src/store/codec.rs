@@ -1,12 +1,13 @@
 //! A compact binary encoding of [`SessionRecord`], for stores that keep bytes.
 //!
 //! ```text
-//! 0      version (1)
+//! 0      version (2; version 1 records are still read)
 //! 1..9   idle deadline, ms, big-endian u64 (0 = none)   <- fixed offset, so a
 //! 9..17  expiry, ms                                         store can move the
 //! 17..25 creation, ms                                       idle deadline in place
 //! then   openid, unionid (0xFFFF length = none), app_id, session_key as
-//!        u16-length-prefixed UTF-8, and data as u32-length-prefixed bytes
+//!        u16-length-prefixed UTF-8, and data prefixed by its length as a
+//!        LEB128 varint (version 1: a big-endian u32)
 //! ```
 //!
 //! About 100 bytes plus the app's data, against ~300 for the same record as JSON.
@@ -15,7 +16,9 @@ use super::StoreError;
 use crate::session::SessionRecord;
 use crate::Secret;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The first format, still read: the data had a 4-byte length prefix.
+const VERSION_1: u8 = 1;
 /// Byte offset of the idle deadline in an encoded record.
 pub const IDLE_OFFSET: usize = 1;
 /// Byte offset of the expiry in an encoded record.
@@ -39,7 +42,7 @@ impl SessionRecord {
             + self.unionid.as_ref().map_or(0, |u| u.len())
             + self.app_id.len()
             + self.session_key.expose().len();
-        let mut out = Vec::with_capacity(25 + 8 + 4 + strings + self.data.len());
+        let mut out = Vec::with_capacity(25 + 8 + 5 + strings + self.data.len());
         out.push(VERSION);
         out.extend_from_slice(&self.idle_expires_at_ms.unwrap_or(0).to_be_bytes());
         out.extend_from_slice(&self.expires_at_ms.to_be_bytes());
@@ -48,7 +51,13 @@ impl SessionRecord {
         put_str(&mut out, self.unionid.as_deref());
         put_str(&mut out, Some(&self.app_id));
         put_str(&mut out, Some(self.session_key.expose()));
-        out.extend_from_slice(&(self.data.len() as u32).to_be_bytes());
+        // The data's length as a LEB128 varint: one byte up to 127.
+        let mut len = self.data.len();
+        while len >= 0x80 {
+            out.push(len as u8 | 0x80);
+            len >>= 7;
+        }
+        out.push(len as u8);
         out.extend_from_slice(&self.data);
         out
     }
@@ -68,7 +77,8 @@ impl SessionRecord {
     /// ```
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let mut r = Reader { bytes, pos: 0 };
-        if r.take(1)?[0] != VERSION {
+        let version = r.take(1)?[0];
+        if version != VERSION && version != VERSION_1 {
             return Err(StoreError::new("unknown session record version"));
         }
         let idle = r.u64()?;
@@ -78,7 +88,11 @@ impl SessionRecord {
         let unionid = r.string()?;
         let app_id = r.string()?.ok_or_else(damaged)?;
         let session_key = Secret::new(r.string()?.ok_or_else(damaged)?);
-        let len = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| damaged())?) as usize;
+        let len = if version == VERSION_1 {
+            u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| damaged())?) as usize
+        } else {
+            r.varint()?
+        };
         let data = r.take(len)?.to_vec();
         if r.pos != bytes.len() {
             return Err(damaged());
@@ -131,6 +145,19 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A LEB128 length: at most five bytes (32 bits), so no input overflows.
+    fn varint(&mut self) -> Result<usize, StoreError> {
+        let mut value = 0usize;
+        for shift in (0..35).step_by(7) {
+            let byte = self.take(1)?[0];
+            value |= ((byte & 0x7f) as usize) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(damaged())
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
         let end = self.pos.checked_add(n).ok_or_else(damaged)?;
         let slice = self.bytes.get(self.pos..end).ok_or_else(damaged)?;
@@ -182,6 +209,30 @@ mod tests {
         none.unionid = None;
         none.idle_expires_at_ms = None;
         assert_eq!(SessionRecord::decode(&none.encode()).unwrap(), none);
+    }
+
+    #[test]
+    fn data_lengths_across_varint_widths_and_version_1() {
+        for len in [0usize, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+            let mut r = record();
+            r.data = vec![b'x'; len];
+            let bytes = r.encode();
+            assert_eq!(SessionRecord::decode(&bytes).unwrap(), r, "{len}");
+            assert!(SessionRecord::decode(&bytes[..bytes.len() - 1]).is_err());
+        }
+        // A version 1 record (u32 data length), as an earlier release wrote it.
+        let r = record();
+        let v2 = r.encode();
+        let head = v2.len() - r.data.len() - 1;
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&v2[1..head]);
+        v1.extend_from_slice(&(r.data.len() as u32).to_be_bytes());
+        v1.extend_from_slice(&r.data);
+        assert_eq!(SessionRecord::decode(&v1).unwrap(), r);
+        // An endless varint is damage, not a panic or a huge allocation.
+        let mut bad = v2[..head].to_vec();
+        bad.extend_from_slice(&[0xff; 8]);
+        assert!(SessionRecord::decode(&bad).is_err());
     }
 
     #[test]

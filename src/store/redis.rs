@@ -5,7 +5,7 @@
 //! | key | type | holds | expires |
 //! |---|---|---|---|
 //! | `wxlogin:s:{<store id hex>}` | string | the [compact record](super::codec) | at the session's end (`PXAT`), moved by idle extension |
-//! | `wxlogin:u:{<openid>}` | sorted set | the user's store ids, scored by their end | at the latest end among them |
+//! | `wxlogin:u:{<openid>}` | hash | a field per session (store id hex → its end, ms), and field `k`: the newest `session_key` (`<until ms>:<key>`) | at the latest end among its fields |
 //! | channel `wxlogin:revoked` | pub/sub | comma-separated store ids, or `*` | |
 //! | `wxlogin:at:{<appid>}` | string | the shared WeChat access token, `<obtained ms>:<expires ms>:<token>` | with the token (`PXAT`) |
 //! | `wxlogin:at:{<appid>}:lock` | string | the refreshing instance's random id (`SET NX PX`) | after a fetch's deadline plus 2 s |
@@ -90,15 +90,34 @@ fn err(e: redis::RedisError) -> StoreError {
     StoreError::new(format_args!("redis: {e}"))
 }
 
-/// Adds the store id to the user's index, drops ended entries, and keeps the
-/// index alive until its latest session ends.
-const INDEX_ADD: &str = r"
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[1], top[2])
+/// A user's hash: one field per session (store id in hex → when it ends,
+/// ms) and the field `k` (`<until ms>:<session_key>`, the newest
+/// `session_key`). One key per user instead of two (an index and a key of
+/// its own for the `session_key`) saves ~150 bytes of Redis memory per
+/// user (docs/performance.md).
+///
+/// `USER_PUT` sets one field (`ARGV[1]`) to `ARGV[2]`, whose end is
+/// `ARGV[3]`; drops fields that have ended by `ARGV[4]` (now); and keeps the
+/// hash alive until its last field ends.
+const USER_PUT: &str = r"
+local now = tonumber(ARGV[4])
+local last = tonumber(ARGV[3])
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local ends = tonumber(string.match(all[i + 1], '^%d+')) or 0
+  if ends <= now then
+    redis.call('HDEL', KEYS[1], all[i])
+  elseif ends > last then
+    last = ends
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], last)
 return 1
 ";
+
+/// The field of a user's hash that holds the newest `session_key`.
+const NEWEST_KEY_FIELD: &str = "k";
 
 /// Moves the idle deadline inside the record and the key's expiry with it.
 const TOUCH: &str = r"
@@ -213,7 +232,8 @@ impl RedisStore {
         format!("{}:s:{{{id}}}", self.prefix)
     }
 
-    /// The key of a user's index of sessions.
+    /// The key of a user's hash: their sessions' store ids, and their newest
+    /// `session_key` (field `k`).
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")]
@@ -227,22 +247,6 @@ impl RedisStore {
     /// ```
     pub fn user_key(&self, openid: &str) -> String {
         format!("{}:u:{{{openid}}}", self.prefix)
-    }
-
-    /// The key of a user's newest `session_key`.
-    ///
-    /// ```no_run
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use wxlogin::store::RedisStore;
-    ///
-    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
-    /// assert_eq!(store.latest_key_key("o-alice"), "wxlogin:k:{o-alice}");
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn latest_key_key(&self, openid: &str) -> String {
-        format!("{}:k:{{{openid}}}", self.prefix)
     }
 
     /// The invalidation channel.
@@ -288,11 +292,12 @@ impl SessionStore for RedisStore {
             let now = crate::session::now_ms();
             let index = self.user_key(&record.openid);
             // Index first: a session that exists is always revocable.
-            let script = Script::new(INDEX_ADD);
+            let script = Script::new(USER_PUT);
             on_conn!(self.conn, |c| script
                 .key(&index)
-                .arg(record.expires_at_ms)
                 .arg(id.to_string())
+                .arg(record.expires_at_ms)
+                .arg(record.expires_at_ms)
                 .arg(now)
                 .invoke_async::<i64>(&mut c)
                 .await)
@@ -346,10 +351,9 @@ impl SessionStore for RedisStore {
 
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         let index = self.user_key(openid);
-        let latest = self.latest_key_key(openid);
         Box::pin(async move {
             let members: Vec<String> =
-                on_conn!(self.conn, |c| c.zrange(&index, 0, -1).await).map_err(err)?;
+                on_conn!(self.conn, |c| c.hkeys(&index).await).map_err(err)?;
             let listed: Vec<StoreId> = members.iter().filter_map(|m| parse_id(m)).collect();
             // One key per command, so this works across cluster slots. The
             // index may still list sessions already logged out or ended:
@@ -362,8 +366,8 @@ impl SessionStore for RedisStore {
                     ids.push(id);
                 }
             }
+            // The hash goes, and the newest `session_key` with it.
             let _: i64 = on_conn!(self.conn, |c| c.del(&index).await).map_err(err)?;
-            let _: i64 = on_conn!(self.conn, |c| c.del(&latest).await).map_err(err)?;
             if !ids.is_empty() {
                 let msg = ids
                     .iter()
@@ -382,22 +386,33 @@ impl SessionStore for RedisStore {
         session_key: Secret,
         until_ms: u64,
     ) -> StoreFuture<'_, ()> {
-        let key = self.latest_key_key(openid);
+        let index = self.user_key(openid);
         Box::pin(async move {
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(&key)
-                .arg(session_key.expose())
-                .arg("PXAT")
-                .arg(until_ms);
-            on_conn!(self.conn, |c| cmd.query_async::<()>(&mut c).await).map_err(err)
+            let script = Script::new(USER_PUT);
+            let value = format!("{until_ms}:{}", session_key.expose());
+            on_conn!(self.conn, |c| script
+                .key(&index)
+                .arg(NEWEST_KEY_FIELD)
+                .arg(&value)
+                .arg(until_ms)
+                .arg(crate::session::now_ms())
+                .invoke_async::<i64>(&mut c)
+                .await)
+            .map(|_| ())
+            .map_err(err)
         })
     }
 
     fn latest_session_key(&self, openid: &str) -> StoreFuture<'_, Option<Secret>> {
-        let key = self.latest_key_key(openid);
+        let index = self.user_key(openid);
         Box::pin(async move {
-            let value: Option<String> = on_conn!(self.conn, |c| c.get(&key).await).map_err(err)?;
-            Ok(value.map(Secret::new))
+            let value: Option<String> =
+                on_conn!(self.conn, |c| c.hget(&index, NEWEST_KEY_FIELD).await).map_err(err)?;
+            let now = crate::session::now_ms();
+            Ok(value.and_then(|v| {
+                let (until, key) = v.split_once(':')?;
+                (until.parse::<u64>().ok()? > now).then(|| Secret::new(key))
+            }))
         })
     }
 

@@ -578,13 +578,14 @@ pub async fn wait_for_status(
     }
 }
 
-/// The hex store ids listed in a user's index (`ZRANGE user_key 0 -1`).
+/// The hex store ids listed in a user's hash (`HKEYS user_key`, without
+/// the newest-`session_key` field `k`).
 pub fn index_members(redis: &(impl RedisCli + ?Sized), user_key: &str) -> Vec<String> {
     redis
-        .cli(&["ZRANGE", user_key, "0", "-1"])
+        .cli(&["HKEYS", user_key])
         .lines()
         .map(str::to_owned)
-        .filter(|l| !l.is_empty())
+        .filter(|l| !l.is_empty() && l != "k")
         .collect()
 }
 
