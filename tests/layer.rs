@@ -491,6 +491,47 @@ async fn logout_on_one_instance_is_seen_by_the_store() {
     assert_eq!(body["error"], "invalid_token");
 }
 
+/// Revocation finds cached sessions by their store ids. That index is pruned
+/// of sessions the cache has dropped as it grows; the sessions the cache
+/// still holds must stay findable through any number of prunings, or a
+/// revoked session would be served from the cache until its TTL.
+#[tokio::test]
+async fn revocation_finds_cached_sessions_after_the_index_is_pruned() {
+    let fake = fake_wechat().await;
+    let wx = builder(&fake).cache_capacity(300).build().unwrap();
+    let base = serve(router(&wx)).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/me");
+
+    let first = login(&client, &base, &fake, "o-first").await;
+    let (status, _) = get_json(&client, &url, Some(&first)).await;
+    assert_eq!(status, 200);
+    // Thousands of sessions through a cache of 300: the index outgrows its
+    // pruning threshold several times, and most sessions leave the cache.
+    for i in 0..5_000 {
+        wx.bench_create_session(
+            &format!("o-filler-{i}"),
+            None,
+            wxlogin::Secret::new("a2V5"),
+            (),
+        )
+        .await
+        .unwrap();
+    }
+    let last = login(&client, &base, &fake, "o-last").await;
+    for token in [&first, &last] {
+        let (status, _) = get_json(&client, &url, Some(token)).await;
+        assert_eq!(status, 200, "served (from the cache or the store)");
+    }
+    assert_eq!(wx.revoke_user("o-first").await.unwrap(), 1);
+    assert_eq!(wx.revoke_user("o-last").await.unwrap(), 1);
+    for token in [&first, &last] {
+        let (status, body) = get_json(&client, &url, Some(token)).await;
+        assert_eq!(status, 401, "a revoked session is refused at once: {body}");
+        assert_eq!(body["error"], "invalid_token");
+    }
+}
+
 #[tokio::test]
 async fn revoke_user_ends_all_of_that_users_sessions() {
     let fake = fake_wechat().await;

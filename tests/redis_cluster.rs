@@ -43,9 +43,11 @@ async fn login_me_and_logout_across_instances_on_a_cluster() {
     wait_numsub(&cluster, &channel, 2, Duration::from_secs(5)).await;
     let client = reqwest::Client::new();
 
-    // Several users, so their keys land in different slots and nodes.
+    // Several users, so their keys land in different slots and nodes (all
+    // twelve random session keys on one of three masters: odds of 3 in 3^12).
+    const USERS: usize = 12;
     let mut tokens = Vec::new();
-    for i in 0..6 {
+    for i in 0..USERS {
         let openid = format!("o-cluster-{i}");
         let token = login(&client, &a.base, &fake, &openid).await;
         for inst in [a, b] {
@@ -61,7 +63,7 @@ async fn login_me_and_logout_across_instances_on_a_cluster() {
         .await
         .unwrap()
         .with_prefix(&prefix);
-    let nodes_used = (0..6)
+    let nodes_used = (0..USERS)
         .filter_map(|i| {
             let members = index_members(&cluster, &probe.user_key(&format!("o-cluster-{i}")));
             assert_eq!(members.len(), 1, "one session in the user's index");

@@ -110,10 +110,24 @@ pub(crate) struct SessionCache<T> {
     entries: Cache<SessionId, Arc<SessionState<T>>, RandomKeys>,
     revoked: Cache<StoreId, (), RandomKeys>,
     /// Finds the cached entry of a store id, for invalidations that name store ids.
-    by_store_id: Cache<StoreId, SessionId, RandomKeys>,
+    by_store_id: Mutex<ByStoreId>,
     inflight: Mutex<HashMap<SessionId, Flight<T>>>,
     ctx: Arc<SessionContext>,
 }
+
+/// Store id → session id of the cached sessions. A plain map: ~40 bytes an
+/// entry where a second moka cache cost ~300, and no second moka insert per
+/// login. A mapping is added with its session and lives as long as the
+/// cache holds that session: whenever the map has doubled since the last
+/// pruning, mappings of sessions the cache no longer holds are dropped, an
+/// amortized O(1) per insert. Hits never touch it.
+struct ByStoreId {
+    map: HashMap<StoreId, SessionId, RandomKeys>,
+    prune_at: usize,
+}
+
+/// The size below which the store-id map is never pruned.
+const PRUNE_MIN: usize = 1024;
 
 struct UntilSessionEnd {
     ttl: Duration,
@@ -146,10 +160,10 @@ where
                 .max_capacity(capacity.max(1024))
                 .time_to_live(ttl)
                 .build_with_hasher(hasher),
-            by_store_id: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build_with_hasher(hasher),
+            by_store_id: Mutex::new(ByStoreId {
+                map: HashMap::with_hasher(hasher),
+                prune_at: PRUNE_MIN,
+            }),
             inflight: Mutex::new(HashMap::new()),
             ctx,
         }
@@ -176,13 +190,22 @@ where
     /// Puts a session in the cache: one just created by a login, or loaded
     /// for a token whose MAC was checked.
     pub(crate) fn insert(&self, id: SessionId, state: Arc<SessionState<T>>) {
-        self.by_store_id.insert(state.core.store_id, id);
+        let store_id = state.core.store_id;
+        // The session first: a pruning pass that sees the mapping (under the
+        // lock, after this insert) then also sees the session, and keeps it.
         self.entries.insert(id, state);
+        let mut by = self.lock_by_store_id();
+        by.map.insert(store_id, id);
+        if by.map.len() >= by.prune_at {
+            by.map.retain(|_, id| self.entries.contains_key(id));
+            by.prune_at = (by.map.len() * 2).max(PRUNE_MIN);
+        }
     }
 
     /// Drops the cached copy of a session and blocks reloading it for a while.
     pub(crate) fn invalidate(&self, id: &SessionId, store_id: StoreId) {
         self.revoked.insert(store_id, ());
+        self.lock_by_store_id().map.remove(&store_id);
         self.entries.invalidate(id);
         self.lock_inflight().remove(id);
     }
@@ -192,7 +215,8 @@ where
     pub(crate) fn invalidate_store_ids(&self, ids: &[StoreId]) {
         for store_id in ids {
             self.revoked.insert(*store_id, ());
-            if let Some(id) = self.by_store_id.remove(store_id) {
+            let found = self.lock_by_store_id().map.remove(store_id);
+            if let Some(id) = found {
                 self.entries.invalidate(&id);
                 self.lock_inflight().remove(&id);
             }
@@ -202,7 +226,7 @@ where
     /// Drops every cached session: after invalidation messages may have been lost.
     pub(crate) fn invalidate_all(&self) {
         self.entries.invalidate_all();
-        self.by_store_id.invalidate_all();
+        self.lock_by_store_id().map.clear();
         self.lock_inflight().clear();
     }
 
@@ -298,6 +322,10 @@ where
             return Ok(Found::Unknown);
         }
         Ok(Found::Live(state))
+    }
+
+    fn lock_by_store_id(&self) -> std::sync::MutexGuard<'_, ByStoreId> {
+        self.by_store_id.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_inflight(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Flight<T>>> {
