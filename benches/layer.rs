@@ -479,7 +479,7 @@ fn single_threaded(c: &mut Criterion, full: bool, fake: &FakeWeChat) {
 }
 
 /// 100 concurrent logins per iteration against a fake WeChat answering in 20 ms.
-fn logins(c: &mut Criterion) {
+fn logins(c: &mut Criterion, full: bool) {
     const CONCURRENT: usize = 100;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -495,7 +495,7 @@ fn logins(c: &mut Criterion) {
     let app = login_router(&wx);
     let client = reqwest::Client::new();
     let url = format!("{}/sns/jscode2session", fake.base_url());
-    let seq = Arc::new(AtomicUsize::new(0));
+    let seq = AtomicUsize::new(0);
 
     #[derive(serde::Deserialize)]
     #[allow(dead_code)]
@@ -504,95 +504,108 @@ fn logins(c: &mut Criterion) {
         session_key: String,
     }
 
+    let codes = || -> Vec<String> {
+        (0..CONCURRENT)
+            .map(|_| {
+                let i = seq.fetch_add(1, Ordering::Relaxed);
+                fake.mint_code(&format!("o-login-{i}"))
+            })
+            .collect()
+    };
+    // `iters` batches of 100 concurrent `jscode2session` calls, the codes
+    // minted outside the timed part.
+    let direct = |iters: u64| -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let codes = codes();
+            total += rt.block_on(async {
+                let start = Instant::now();
+                let handles: Vec<_> = codes
+                    .into_iter()
+                    .map(|code| {
+                        let client = client.clone();
+                        let url = url.clone();
+                        tokio::spawn(async move {
+                            let res = client
+                                .get(&url)
+                                .query(&[
+                                    ("appid", APP_ID),
+                                    ("secret", SECRET),
+                                    ("js_code", code.as_str()),
+                                    ("grant_type", "authorization_code"),
+                                ])
+                                .send()
+                                .await
+                                .unwrap();
+                            let body = res.bytes().await.unwrap();
+                            let reply: Code2Session = serde_json::from_slice(&body).unwrap();
+                            assert!(!reply.openid.is_empty());
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.await.unwrap();
+                }
+                start.elapsed()
+            });
+        }
+        total
+    };
+    // The same through the login route.
+    let route = |iters: u64| -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let codes = codes();
+            total += rt.block_on(async {
+                let start = Instant::now();
+                let handles: Vec<_> = codes
+                    .into_iter()
+                    .map(|code| {
+                        let app = app.clone();
+                        tokio::spawn(async move {
+                            let req = Request::post("/wx/login")
+                                .body(Body::from(format!(r#"{{"code":"{code}"}}"#)))
+                                .unwrap();
+                            let res = app.oneshot(req).await.unwrap();
+                            assert_eq!(res.status(), 200);
+                            let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+                                .await
+                                .unwrap();
+                            assert!(body.starts_with(b"{\"token\""));
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.await.unwrap();
+                }
+                start.elapsed()
+            });
+        }
+        total
+    };
+
     let mut g = c.benchmark_group("login100");
     g.sample_size(10);
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(5));
     g.bench_function("direct", |b| {
         ran("login100", "direct");
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let codes: Vec<String> = (0..CONCURRENT)
-                    .map(|_| {
-                        let i = seq.fetch_add(1, Ordering::Relaxed);
-                        fake.mint_code(&format!("o-login-{i}"))
-                    })
-                    .collect();
-                total += rt.block_on(async {
-                    let start = Instant::now();
-                    let handles: Vec<_> = codes
-                        .into_iter()
-                        .map(|code| {
-                            let client = client.clone();
-                            let url = url.clone();
-                            tokio::spawn(async move {
-                                let res = client
-                                    .get(&url)
-                                    .query(&[
-                                        ("appid", APP_ID),
-                                        ("secret", SECRET),
-                                        ("js_code", code.as_str()),
-                                        ("grant_type", "authorization_code"),
-                                    ])
-                                    .send()
-                                    .await
-                                    .unwrap();
-                                let body = res.bytes().await.unwrap();
-                                let reply: Code2Session = serde_json::from_slice(&body).unwrap();
-                                assert!(!reply.openid.is_empty());
-                            })
-                        })
-                        .collect();
-                    for h in handles {
-                        h.await.unwrap();
-                    }
-                    start.elapsed()
-                });
-            }
-            total
-        })
+        b.iter_custom(&direct)
     });
     g.bench_function("route", |b| {
         ran("login100", "route");
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let codes: Vec<String> = (0..CONCURRENT)
-                    .map(|_| {
-                        let i = seq.fetch_add(1, Ordering::Relaxed);
-                        fake.mint_code(&format!("o-login-{i}"))
-                    })
-                    .collect();
-                total += rt.block_on(async {
-                    let start = Instant::now();
-                    let handles: Vec<_> = codes
-                        .into_iter()
-                        .map(|code| {
-                            let app = app.clone();
-                            tokio::spawn(async move {
-                                let req = Request::post("/wx/login")
-                                    .body(Body::from(format!(r#"{{"code":"{code}"}}"#)))
-                                    .unwrap();
-                                let res = app.oneshot(req).await.unwrap();
-                                assert_eq!(res.status(), 200);
-                                let body = axum::body::to_bytes(res.into_body(), 1 << 16)
-                                    .await
-                                    .unwrap();
-                                assert!(body.starts_with(b"{\"token\""));
-                            })
-                        })
-                        .collect();
-                    for h in handles {
-                        h.await.unwrap();
-                    }
-                    start.elapsed()
-                });
-            }
-            total
-        })
+        b.iter_custom(&route)
     });
     g.finish();
+    // Interleaved: 8 batches of each in turn per round (about 0.4 s), so
+    // that both lines of a round see the same machine.
+    let rounds = if full { interleaved_rounds() } else { 1 };
+    let batches = if full { 8 } else { 1 };
+    interleave(
+        "login100",
+        rounds,
+        &[("direct", batches, &direct), ("route", batches, &route)],
+    );
     drop(fake);
 }
 
@@ -677,7 +690,7 @@ fn summary(dir: &std::path::Path) {
     };
     println!();
     println!(
-        "interleaved: ratio to `bare` of the same round, median and quartiles of {} rounds",
+        "interleaved: ratio to `bare` (login100: `direct`) of the same round, median and quartiles of {} rounds",
         first.len()
     );
     println!("| {:<22} | {:>6} | {:>15} |", "line", "ratio", "quartiles");
@@ -723,7 +736,7 @@ fn main() {
         .unwrap();
     let fake = fake_rt.block_on(FakeWeChat::start(APP_ID, SECRET)).unwrap();
     single_threaded(&mut c, full, &fake);
-    logins(&mut c);
+    logins(&mut c, full);
     c.final_summary();
     if full {
         summary(&dir);

@@ -6,7 +6,7 @@
 //! | `wxlogin_logins_total` | counter | `outcome`: `ok` or an error-table code |
 //! | `wxlogin_cache_total` | counter | `result`: `hit` or `miss` |
 //! | `wxlogin_rejections_total` | counter | `error`: an error-table code (layer and logout) |
-//! | `wxlogin_store_errors_total` | counter | `op`: `load`, `create`, `delete`, `touch`, `delete_user` |
+//! | `wxlogin_store_errors_total` | counter | `op`: `load`, `create`, `delete`, `touch`, `delete_user`, `put_latest_session_key` |
 //! | `wxlogin_store_seconds` | histogram | `op` |
 //! | `wxlogin_wechat_seconds` | histogram | `outcome`: `ok` or an error-table code |
 //!
@@ -18,13 +18,49 @@
 mod imp {
     use std::time::Duration;
 
-    #[inline]
-    pub(crate) fn login(outcome: &'static str) {
-        metrics::counter!("wxlogin_logins_total", "outcome" => outcome).increment(1);
+    /// `metrics::$kind!($name, $label => value)`, with a literal label value
+    /// when `value` is one of `$known`. A literal makes the metric's key a
+    /// constant; a label value from a variable builds (and allocates) the key
+    /// on every call.
+    macro_rules! labelled {
+        ($kind:ident, $name:literal, $label:literal, $value:expr, [$($known:literal),* $(,)?]) => {
+            match $value {
+                $($known => metrics::$kind!($name, $label => $known),)*
+                other => metrics::$kind!($name, $label => other),
+            }
+        };
     }
 
-    // Literal label values make the metric's key a constant; a label value
-    // from a variable would build (and allocate) the key on every call.
+    /// Every error-table code, and `ok`.
+    macro_rules! outcome {
+        ($kind:ident, $name:literal, $label:literal, $value:expr) => {
+            labelled!(
+                $kind,
+                $name,
+                $label,
+                $value,
+                [
+                    "ok",
+                    "missing_token",
+                    "invalid_token",
+                    "session_expired",
+                    "store_unavailable",
+                    "bad_request",
+                    "invalid_code",
+                    "rate_limited",
+                    "user_restricted",
+                    "login_refused",
+                    "wechat_unavailable",
+                    "misconfigured",
+                ]
+            )
+        };
+    }
+
+    #[inline]
+    pub(crate) fn login(outcome: &'static str) {
+        outcome!(counter, "wxlogin_logins_total", "outcome", outcome).increment(1);
+    }
 
     #[inline]
     pub(crate) fn cache(hit: bool) {
@@ -37,32 +73,36 @@ mod imp {
 
     #[inline]
     pub(crate) fn rejected(code: &'static str) {
-        macro_rules! count {
-            ($($code:literal),*) => {
-                match code {
-                    $($code => metrics::counter!("wxlogin_rejections_total", "error" => $code).increment(1),)*
-                    other => metrics::counter!("wxlogin_rejections_total", "error" => other).increment(1),
-                }
-            };
-        }
-        // The layer's codes, the ones a flood of bad tokens produces.
-        count!(
-            "missing_token",
-            "invalid_token",
-            "session_expired",
-            "store_unavailable"
-        );
+        outcome!(counter, "wxlogin_rejections_total", "error", code).increment(1);
     }
 
     pub(crate) fn store(op: &'static str, elapsed: Duration, ok: bool) {
-        metrics::histogram!("wxlogin_store_seconds", "op" => op).record(elapsed.as_secs_f64());
+        macro_rules! by_op {
+            ($kind:ident, $name:literal) => {
+                labelled!(
+                    $kind,
+                    $name,
+                    "op",
+                    op,
+                    [
+                        "load",
+                        "create",
+                        "delete",
+                        "delete_user",
+                        "touch",
+                        "put_latest_session_key",
+                    ]
+                )
+            };
+        }
+        by_op!(histogram, "wxlogin_store_seconds").record(elapsed.as_secs_f64());
         if !ok {
-            metrics::counter!("wxlogin_store_errors_total", "op" => op).increment(1);
+            by_op!(counter, "wxlogin_store_errors_total").increment(1);
         }
     }
 
     pub(crate) fn wechat(outcome: &'static str, elapsed: Duration) {
-        metrics::histogram!("wxlogin_wechat_seconds", "outcome" => outcome)
+        outcome!(histogram, "wxlogin_wechat_seconds", "outcome", outcome)
             .record(elapsed.as_secs_f64());
     }
 }

@@ -119,8 +119,9 @@ pub(crate) struct SessionCache<T> {
 /// entry where a second moka cache cost ~300, and no second moka insert per
 /// login. A mapping is added with its session and lives as long as the
 /// cache holds that session: whenever the map has doubled since the last
-/// pruning, mappings of sessions the cache no longer holds are dropped, an
-/// amortized O(1) per insert. Hits never touch it.
+/// pruning and the cache holds less than three quarters as many sessions as
+/// the map has mappings, mappings of sessions the cache no longer holds are
+/// dropped: an amortized O(1) per insert. Hits never touch it.
 struct ByStoreId {
     map: HashMap<StoreId, SessionId, RandomKeys>,
     prune_at: usize,
@@ -197,7 +198,13 @@ where
         let mut by = self.lock_by_store_id();
         by.map.insert(store_id, id);
         if by.map.len() >= by.prune_at {
-            by.map.retain(|_, id| self.entries.contains_key(id));
+            // While the cache still holds most of the mapped sessions (it is
+            // filling up), a pass would find little to drop: skip it. moka's
+            // count may lag; the map stays within a few times the capacity.
+            let held = usize::try_from(self.entries.entry_count()).unwrap_or(usize::MAX);
+            if held < by.map.len() - by.map.len() / 4 {
+                by.map.retain(|_, id| self.entries.contains_key(id));
+            }
             by.prune_at = (by.map.len() * 2).max(PRUNE_MIN);
         }
     }

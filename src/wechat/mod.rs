@@ -93,6 +93,8 @@ struct AttemptError {
     error: WeChatError,
     /// Whether another attempt may succeed (WeChat busy, network trouble, 5xx).
     retry: bool,
+    /// Whether the attempt's time limit ended it.
+    timed_out: bool,
 }
 
 impl AttemptError {
@@ -103,6 +105,16 @@ impl AttemptError {
                 reason: reason.into(),
             },
             retry: true,
+            timed_out: false,
+        }
+    }
+
+    /// A transport failure (connecting, sending, reading, or the time limit).
+    fn transport(err: reqwest::Error) -> Self {
+        let timed_out = err.is_timeout();
+        AttemptError {
+            timed_out,
+            ..AttemptError::transient(transport_reason(err))
         }
     }
 
@@ -111,6 +123,7 @@ impl AttemptError {
         AttemptError {
             error,
             retry: false,
+            timed_out: false,
         }
     }
 }
@@ -170,29 +183,41 @@ fn transport_reason(err: reqwest::Error) -> String {
 pub(crate) struct WeChatClient {
     http: Client,
     cfg: ClientConfig,
+    /// `cfg.api_base` parsed once; `None` when it is not a URL that can
+    /// take a path (every call then answers `Misconfigured`).
+    base: Option<Url>,
 }
 
 impl WeChatClient {
     /// Builds the HTTP client (rustls, pooled connections, the configured timeouts).
     pub(crate) fn new(cfg: ClientConfig) -> Result<Self, reqwest::Error> {
+        // The request timeout is set per attempt (see `attempt`), where it is
+        // also cut to what is left of the call's deadline: one timer per attempt.
         let http = Client::builder()
             .connect_timeout(cfg.connect_timeout)
-            .timeout(cfg.request_timeout)
             .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(WeChatClient { http, cfg })
+        let base = Url::parse(cfg.api_base.trim_end_matches('/'))
+            .ok()
+            .filter(|url| !url.cannot_be_a_base());
+        Ok(WeChatClient { http, cfg, base })
     }
 
-    /// `{api_base}{path}?{query}` with every value URL-encoded.
+    /// `{api_base}{path}?{query}` with every value URL-encoded, from the base
+    /// parsed once: a call parses neither the base nor its own URL.
     fn endpoint(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, WeChatError> {
-        let base = self.cfg.api_base.trim_end_matches('/');
-        Url::parse_with_params(&format!("{base}{path}"), query).map_err(|_| {
-            // Only the base can be malformed; the message names neither it nor the query.
-            WeChatError::Misconfigured {
-                errcode: 0,
-                errmsg: "the WeChat API base URL is not a valid URL".to_owned(),
-            }
-        })
+        // Only the base can be malformed; the message names neither it nor the query.
+        let misconfigured = || WeChatError::Misconfigured {
+            errcode: 0,
+            errmsg: "the WeChat API base URL is not a valid URL".to_owned(),
+        };
+        let mut url = self.base.clone().ok_or_else(misconfigured)?;
+        url.path_segments_mut()
+            .map_err(|()| misconfigured())?
+            .pop_if_empty()
+            .extend(path.trim_start_matches('/').split('/'));
+        url.query_pairs_mut().extend_pairs(query);
+        Ok(url)
     }
 
     /// Sends the request built by `request` and reads the reply with `parse`,
@@ -209,16 +234,21 @@ impl WeChatClient {
         let max_attempts = self.cfg.max_attempts.max(1);
         let mut attempt = 1;
         loop {
-            let outcome =
-                match tokio::time::timeout_at(deadline, self.attempt(&request, &parse)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(AttemptError::fatal(WeChatError::Unavailable {
-                        reason: format!(
-                            "no answer within the {} ms deadline",
-                            self.cfg.deadline.as_millis()
-                        ),
-                    })),
-                };
+            // One timer bounds the attempt, request and reply body: the
+            // request timeout, or what is left of the deadline if that is less.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let outcome = if left.is_zero() {
+                Err(AttemptError::fatal(self.past_deadline()))
+            } else {
+                let limit = left.min(self.cfg.request_timeout);
+                match self.attempt(&request, limit, &parse).await {
+                    // The deadline, not the request timeout, ended it: final.
+                    Err(failure) if failure.timed_out && limit < self.cfg.request_timeout => {
+                        Err(AttemptError::fatal(self.past_deadline()))
+                    }
+                    outcome => outcome,
+                }
+            };
             let failure = match outcome {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
@@ -243,16 +273,29 @@ impl WeChatClient {
         }
     }
 
-    /// One request and its parsed reply.
+    /// The error of a call whose deadline passed.
+    fn past_deadline(&self) -> WeChatError {
+        WeChatError::Unavailable {
+            reason: format!(
+                "no answer within the {} ms deadline",
+                self.cfg.deadline.as_millis()
+            ),
+        }
+    }
+
+    /// One request and its parsed reply, within `limit` from sending the
+    /// request to the end of the reply body.
     async fn attempt<T>(
         &self,
         request: &impl Fn(&Client) -> RequestBuilder,
+        limit: Duration,
         parse: &impl Fn(&[u8]) -> Result<T, AttemptError>,
     ) -> Result<T, AttemptError> {
         let response = request(&self.http)
+            .timeout(limit)
             .send()
             .await
-            .map_err(|err| AttemptError::transient(transport_reason(err)))?;
+            .map_err(AttemptError::transport)?;
         let status = response.status();
         if !status.is_success() {
             let reason = format!("HTTP status {}", status.as_u16());
@@ -281,11 +324,7 @@ impl WeChatClient {
             return Err(too_long());
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|err| AttemptError::transient(transport_reason(err)))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(AttemptError::transport)? {
             if body.len() + chunk.len() > limit {
                 return Err(too_long());
             }
@@ -311,6 +350,49 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client(api_base: &str) -> WeChatClient {
+        WeChatClient::new(ClientConfig {
+            api_base: api_base.to_owned(),
+            ..ClientConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn endpoints_join_the_parsed_base_and_encode_every_value() {
+        let query = [("appid", "wx1"), ("js_code", "a b&c=d/é")];
+        for (base, want) in [
+            (
+                "http://127.0.0.1:9",
+                "http://127.0.0.1:9/sns/jscode2session?appid=wx1&js_code=a+b%26c%3Dd%2F%C3%A9",
+            ),
+            (
+                "https://proxy.internal/wechat/",
+                "https://proxy.internal/wechat/sns/jscode2session?appid=wx1&js_code=a+b%26c%3Dd%2F%C3%A9",
+            ),
+        ] {
+            let url = client(base)
+                .endpoint("/sns/jscode2session", &query)
+                .ok()
+                .unwrap();
+            assert_eq!(url.as_str(), want);
+            // The same as building the whole URL from text.
+            let from_text = Url::parse_with_params(
+                &format!("{}/sns/jscode2session", base.trim_end_matches('/')),
+                &query,
+            )
+            .unwrap();
+            assert_eq!(url, from_text);
+        }
+        for base in ["not a url", "mailto:ops@example.com"] {
+            let err = client(base).endpoint("/sns/jscode2session", &query).err();
+            assert!(
+                matches!(err, Some(WeChatError::Misconfigured { errcode: 0, .. })),
+                "{base}: {err:?}"
+            );
+        }
+    }
 
     #[test]
     fn backoff_doubles_with_jitter() {
