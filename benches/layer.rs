@@ -478,6 +478,9 @@ fn single_threaded(c: &mut Criterion, full: bool, fake: &FakeWeChat) {
     std::mem::forget(wx_many);
 }
 
+/// One login of the `login100` group, as a task.
+type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// 100 concurrent logins per iteration against a fake WeChat answering in 20 ms.
 fn logins(c: &mut Criterion, full: bool) {
     const CONCURRENT: usize = 100;
@@ -504,45 +507,20 @@ fn logins(c: &mut Criterion, full: bool) {
         session_key: String,
     }
 
-    let codes = || -> Vec<String> {
-        (0..CONCURRENT)
-            .map(|_| {
-                let i = seq.fetch_add(1, Ordering::Relaxed);
-                fake.mint_code(&format!("o-login-{i}"))
-            })
-            .collect()
-    };
-    // `iters` batches of 100 concurrent `jscode2session` calls, the codes
-    // minted outside the timed part.
-    let direct = |iters: u64| -> Duration {
+    // `iters` batches: each mints 100 codes (not timed), then times one
+    // task per code, all spawned at once, until the last has finished.
+    let batches = |iters: u64, login: &(dyn Fn(String) -> BoxFuture + Sync)| -> Duration {
         let mut total = Duration::ZERO;
         for _ in 0..iters {
-            let codes = codes();
+            let codes: Vec<String> = (0..CONCURRENT)
+                .map(|_| {
+                    let i = seq.fetch_add(1, Ordering::Relaxed);
+                    fake.mint_code(&format!("o-login-{i}"))
+                })
+                .collect();
             total += rt.block_on(async {
                 let start = Instant::now();
-                let handles: Vec<_> = codes
-                    .into_iter()
-                    .map(|code| {
-                        let client = client.clone();
-                        let url = url.clone();
-                        tokio::spawn(async move {
-                            let res = client
-                                .get(&url)
-                                .query(&[
-                                    ("appid", APP_ID),
-                                    ("secret", SECRET),
-                                    ("js_code", code.as_str()),
-                                    ("grant_type", "authorization_code"),
-                                ])
-                                .send()
-                                .await
-                                .unwrap();
-                            let body = res.bytes().await.unwrap();
-                            let reply: Code2Session = serde_json::from_slice(&body).unwrap();
-                            assert!(!reply.openid.is_empty());
-                        })
-                    })
-                    .collect();
+                let handles: Vec<_> = codes.into_iter().map(|c| tokio::spawn(login(c))).collect();
                 for h in handles {
                     h.await.unwrap();
                 }
@@ -551,38 +529,44 @@ fn logins(c: &mut Criterion, full: bool) {
         }
         total
     };
-    // The same through the login route.
-    let route = |iters: u64| -> Duration {
-        let mut total = Duration::ZERO;
-        for _ in 0..iters {
-            let codes = codes();
-            total += rt.block_on(async {
-                let start = Instant::now();
-                let handles: Vec<_> = codes
-                    .into_iter()
-                    .map(|code| {
-                        let app = app.clone();
-                        tokio::spawn(async move {
-                            let req = Request::post("/wx/login")
-                                .body(Body::from(format!(r#"{{"code":"{code}"}}"#)))
-                                .unwrap();
-                            let res = app.oneshot(req).await.unwrap();
-                            assert_eq!(res.status(), 200);
-                            let body = axum::body::to_bytes(res.into_body(), 1 << 16)
-                                .await
-                                .unwrap();
-                            assert!(body.starts_with(b"{\"token\""));
-                        })
-                    })
-                    .collect();
-                for h in handles {
-                    h.await.unwrap();
-                }
-                start.elapsed()
-            });
-        }
-        total
+    // `jscode2session` called directly.
+    let direct_one = |code: String| -> BoxFuture {
+        let client = client.clone();
+        let url = url.clone();
+        Box::pin(async move {
+            let res = client
+                .get(&url)
+                .query(&[
+                    ("appid", APP_ID),
+                    ("secret", SECRET),
+                    ("js_code", code.as_str()),
+                    ("grant_type", "authorization_code"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let body = res.bytes().await.unwrap();
+            let reply: Code2Session = serde_json::from_slice(&body).unwrap();
+            assert!(!reply.openid.is_empty());
+        })
     };
+    // The login route.
+    let route_one = |code: String| -> BoxFuture {
+        let app = app.clone();
+        Box::pin(async move {
+            let req = Request::post("/wx/login")
+                .body(Body::from(format!(r#"{{"code":"{code}"}}"#)))
+                .unwrap();
+            let res = app.oneshot(req).await.unwrap();
+            assert_eq!(res.status(), 200);
+            let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            assert!(body.starts_with(b"{\"token\""));
+        })
+    };
+    let direct = |iters| batches(iters, &direct_one);
+    let route = |iters| batches(iters, &route_one);
 
     let mut g = c.benchmark_group("login100");
     g.sample_size(10);

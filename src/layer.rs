@@ -446,7 +446,7 @@ where
                             req.extensions_mut().insert(AuthState::Rejected(rej));
                         }
                         Err(rej) => {
-                            crate::observe::rejected(rej.code().as_str());
+                            crate::observe::rejected(rej.code());
                             return Ok(rej.to_response().map(ResB::from));
                         }
                     }
@@ -474,7 +474,7 @@ impl<S, T> WxLoginService<S, T> {
         ResB: From<Bytes>,
     {
         tracing::debug!(error = rej.code().as_str(), "wxlogin: request rejected");
-        crate::observe::rejected(rej.code().as_str());
+        crate::observe::rejected(rej.code());
         if self.optional {
             req.extensions_mut().insert(AuthState::Rejected(rej));
             return ResponseFuture {

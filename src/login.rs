@@ -160,14 +160,14 @@ where
                 let res = match result {
                     Ok(res) => {
                         span.record("outcome", "ok");
-                        crate::observe::login("ok");
+                        crate::observe::login(None);
                         res
                     }
                     Err(rej) => {
                         let code = rej.code().as_str();
                         span.record("outcome", "rejected");
                         span.record("error", code);
-                        crate::observe::login(code);
+                        crate::observe::login(Some(rej.code()));
                         tracing::info!(outcome = "rejected", error = code, "wxlogin: login");
                         rej.to_response().map(Full::new)
                     }
@@ -207,7 +207,7 @@ where
                         res
                     }
                     Err(rej) => {
-                        crate::observe::rejected(rej.code().as_str());
+                        crate::observe::rejected(rej.code());
                         rej.to_response().map(Full::new)
                     }
                 },
@@ -301,10 +301,10 @@ where
         let wechat_ms = started.elapsed().as_millis() as u64;
         let who = exchanged.map_err(|e| {
             let rej = self.wechat_rejection(e, wechat_ms, &app.app_id);
-            crate::observe::wechat(rej.code().as_str(), started.elapsed());
+            crate::observe::wechat(Some(rej.code()), started.elapsed());
             rej
         })?;
-        crate::observe::wechat("ok", started.elapsed());
+        crate::observe::wechat(None, started.elapsed());
         tracing::debug!(openid = %who.openid, wechat_ms, "wxlogin: code exchanged");
 
         let identity = Identity {

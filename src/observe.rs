@@ -18,48 +18,46 @@
 mod imp {
     use std::time::Duration;
 
-    /// `metrics::$kind!($name, $label => value)`, with a literal label value
-    /// when `value` is one of `$known`. A literal makes the metric's key a
-    /// constant; a label value from a variable builds (and allocates) the key
-    /// on every call.
-    macro_rules! labelled {
-        ($kind:ident, $name:literal, $label:literal, $value:expr, [$($known:literal),* $(,)?]) => {
-            match $value {
-                $($known => metrics::$kind!($name, $label => $known),)*
-                other => metrics::$kind!($name, $label => other),
+    use crate::ErrorCode;
+
+    // Every label value below is a literal, which makes the metric's key a
+    // constant; a label value from a variable builds (and allocates) the key
+    // on every call.
+
+    /// `metrics::$kind!($name, $label => ..)` with `ok` for `None` and the
+    /// error-table code for `Some(code)`: a jump on the enum, no string compare.
+    macro_rules! by_outcome {
+        ($kind:ident, $name:literal, $label:literal, $outcome:expr) => {
+            match $outcome {
+                None => metrics::$kind!($name, $label => "ok"),
+                Some(ErrorCode::MissingToken) => metrics::$kind!($name, $label => "missing_token"),
+                Some(ErrorCode::InvalidToken) => metrics::$kind!($name, $label => "invalid_token"),
+                Some(ErrorCode::SessionExpired) => metrics::$kind!($name, $label => "session_expired"),
+                Some(ErrorCode::StoreUnavailable) => metrics::$kind!($name, $label => "store_unavailable"),
+                Some(ErrorCode::BadRequest) => metrics::$kind!($name, $label => "bad_request"),
+                Some(ErrorCode::InvalidCode) => metrics::$kind!($name, $label => "invalid_code"),
+                Some(ErrorCode::RateLimited) => metrics::$kind!($name, $label => "rate_limited"),
+                Some(ErrorCode::UserRestricted) => metrics::$kind!($name, $label => "user_restricted"),
+                Some(ErrorCode::LoginRefused) => metrics::$kind!($name, $label => "login_refused"),
+                Some(ErrorCode::WeChatUnavailable) => metrics::$kind!($name, $label => "wechat_unavailable"),
+                Some(ErrorCode::Misconfigured) => metrics::$kind!($name, $label => "misconfigured"),
             }
         };
     }
 
-    /// Every error-table code, and `ok`.
-    macro_rules! outcome {
-        ($kind:ident, $name:literal, $label:literal, $value:expr) => {
-            labelled!(
-                $kind,
-                $name,
-                $label,
-                $value,
-                [
-                    "ok",
-                    "missing_token",
-                    "invalid_token",
-                    "session_expired",
-                    "store_unavailable",
-                    "bad_request",
-                    "invalid_code",
-                    "rate_limited",
-                    "user_restricted",
-                    "login_refused",
-                    "wechat_unavailable",
-                    "misconfigured",
-                ]
-            )
+    /// `metrics::$kind!($name, "op" => op)`, a literal for every store method.
+    macro_rules! by_op {
+        ($kind:ident, $name:literal, $op:expr, [$($known:literal),* $(,)?]) => {
+            match $op {
+                $($known => metrics::$kind!($name, "op" => $known),)*
+                other => metrics::$kind!($name, "op" => other),
+            }
         };
     }
 
     #[inline]
-    pub(crate) fn login(outcome: &'static str) {
-        outcome!(counter, "wxlogin_logins_total", "outcome", outcome).increment(1);
+    pub(crate) fn login(outcome: Option<ErrorCode>) {
+        by_outcome!(counter, "wxlogin_logins_total", "outcome", outcome).increment(1);
     }
 
     #[inline]
@@ -72,17 +70,16 @@ mod imp {
     }
 
     #[inline]
-    pub(crate) fn rejected(code: &'static str) {
-        outcome!(counter, "wxlogin_rejections_total", "error", code).increment(1);
+    pub(crate) fn rejected(code: ErrorCode) {
+        by_outcome!(counter, "wxlogin_rejections_total", "error", Some(code)).increment(1);
     }
 
     pub(crate) fn store(op: &'static str, elapsed: Duration, ok: bool) {
-        macro_rules! by_op {
+        macro_rules! store_op {
             ($kind:ident, $name:literal) => {
-                labelled!(
+                by_op!(
                     $kind,
                     $name,
-                    "op",
                     op,
                     [
                         "load",
@@ -95,15 +92,65 @@ mod imp {
                 )
             };
         }
-        by_op!(histogram, "wxlogin_store_seconds").record(elapsed.as_secs_f64());
+        store_op!(histogram, "wxlogin_store_seconds").record(elapsed.as_secs_f64());
         if !ok {
-            by_op!(counter, "wxlogin_store_errors_total").increment(1);
+            store_op!(counter, "wxlogin_store_errors_total").increment(1);
         }
     }
 
-    pub(crate) fn wechat(outcome: &'static str, elapsed: Duration) {
-        outcome!(histogram, "wxlogin_wechat_seconds", "outcome", outcome)
+    pub(crate) fn wechat(outcome: Option<ErrorCode>, elapsed: Duration) {
+        by_outcome!(histogram, "wxlogin_wechat_seconds", "outcome", outcome)
             .record(elapsed.as_secs_f64());
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use metrics_util::debugging::DebuggingRecorder;
+
+        /// The literal label of every code is the code's own text.
+        #[test]
+        fn every_outcome_label_is_the_codes_text() {
+            let recorder = DebuggingRecorder::new();
+            let snapshotter = recorder.snapshotter();
+            let codes = [
+                ErrorCode::MissingToken,
+                ErrorCode::InvalidToken,
+                ErrorCode::SessionExpired,
+                ErrorCode::StoreUnavailable,
+                ErrorCode::BadRequest,
+                ErrorCode::InvalidCode,
+                ErrorCode::RateLimited,
+                ErrorCode::UserRestricted,
+                ErrorCode::LoginRefused,
+                ErrorCode::WeChatUnavailable,
+                ErrorCode::Misconfigured,
+            ];
+            metrics::with_local_recorder(&recorder, || {
+                login(None);
+                for code in codes {
+                    rejected(code);
+                }
+            });
+            let mut seen: Vec<(String, String)> = snapshotter
+                .snapshot()
+                .into_vec()
+                .into_iter()
+                .map(|(key, _, _, _)| {
+                    let key = key.key().clone();
+                    let label = key.labels().next().unwrap();
+                    (key.name().to_owned(), label.value().to_owned())
+                })
+                .collect();
+            seen.sort();
+            let mut want: Vec<(String, String)> = codes
+                .iter()
+                .map(|c| ("wxlogin_rejections_total".into(), c.as_str().into()))
+                .chain([("wxlogin_logins_total".into(), "ok".into())])
+                .collect();
+            want.sort();
+            assert_eq!(seen, want);
+        }
     }
 }
 
@@ -111,16 +158,18 @@ mod imp {
 mod imp {
     use std::time::Duration;
 
+    use crate::ErrorCode;
+
     #[inline(always)]
-    pub(crate) fn login(_outcome: &'static str) {}
+    pub(crate) fn login(_outcome: Option<ErrorCode>) {}
     #[inline(always)]
     pub(crate) fn cache(_hit: bool) {}
     #[inline(always)]
-    pub(crate) fn rejected(_code: &'static str) {}
+    pub(crate) fn rejected(_code: ErrorCode) {}
     #[inline(always)]
     pub(crate) fn store(_op: &'static str, _elapsed: Duration, _ok: bool) {}
     #[inline(always)]
-    pub(crate) fn wechat(_outcome: &'static str, _elapsed: Duration) {}
+    pub(crate) fn wechat(_outcome: Option<ErrorCode>, _elapsed: Duration) {}
 }
 
 pub(crate) use imp::*;
