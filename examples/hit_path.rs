@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release --example hit_path
-//! target/release/examples/hit_path hit 1000000        # bare | hit | hit1k | forged | unknown | miss
+//! target/release/examples/hit_path hit 1000000        # bare | hit | hit1k | hit1m | forged | unknown | miss
 //! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='hit_path::run*' \
 //!     target/release/examples/hit_path hit 20000
 //! ```
@@ -54,7 +54,11 @@ fn main() {
             .app_secret("profile-secret")
             .api_base("http://127.0.0.1:9")
             .cache_ttl(Duration::from_secs(3600))
-            .cache_capacity(if mode == "miss" { 0 } else { 100_000 })
+            .cache_capacity(match mode.as_str() {
+                "miss" => 0,
+                "hit1m" => 2_000_000,
+                _ => 100_000,
+            })
             .build()
             .unwrap();
         let token = wx
@@ -77,7 +81,7 @@ fn main() {
                 token,
                 StatusCode::OK,
             ),
-            "hit" | "hit1k" | "miss" | "forged" | "unknown" => {
+            "hit" | "hit1k" | "hit1m" | "miss" | "forged" | "unknown" => {
                 let app = Router::new()
                     .route(
                         "/",
@@ -92,7 +96,7 @@ fn main() {
             }
             other => {
                 eprintln!(
-                    "hit_path: unknown mode {other}; bare | hit | hit1k | forged | unknown | miss"
+                    "hit_path: unknown mode {other}; bare | hit | hit1k | hit1m | forged | unknown | miss"
                 );
                 std::process::exit(2);
             }
@@ -102,13 +106,19 @@ fn main() {
             HeaderValue::from_static(Box::leak(format!("Bearer {token}").into_boxed_str()))
         };
         let mut auths = vec![bearer(&token)];
-        if mode == "hit1k" {
-            // 1000 sessions in rotation, as `st/hit_1k` of the bench.
-            for i in 1..1000 {
-                let t = wx
-                    .bench_create_session(&format!("o-profile-{i}"), None, Secret::new("a2V5"), ())
-                    .await
-                    .unwrap();
+        // As the bench's `st/hit_1k` (1000 sessions, all in rotation) and
+        // `st/hit_1m` (a million, every tenth in rotation).
+        let (sessions, step) = match mode.as_str() {
+            "hit1k" => (1_000, 1),
+            "hit1m" => (1_000_000, 10),
+            _ => (1, 1),
+        };
+        for i in 1..sessions {
+            let t = wx
+                .bench_create_session(&format!("o-profile-{i}"), None, Secret::new("a2V5"), ())
+                .await
+                .unwrap();
+            if i % step == 0 {
                 auths.push(bearer(&t));
             }
         }
@@ -118,5 +128,8 @@ fn main() {
         run(&mut app, &auths, status, n).await;
         let ns = start.elapsed().as_nanos() as f64 / n as f64;
         println!("{mode}: {ns:.1} ns/request over {n}");
+        // Freeing a million sessions would take seconds and land in a profile.
+        std::mem::forget(app);
+        std::mem::forget(wx);
     });
 }
