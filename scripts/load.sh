@@ -4,13 +4,17 @@
 #   scripts/load.sh                          # 10 s per run, 2 rounds (bare, layer, bare, layer)
 #   LOAD_SECONDS=30 LOAD_ROUNDS=3 scripts/load.sh
 #   LOAD_CONNECTIONS=128 LOAD_THREADS=2 scripts/load.sh
+#   LOAD_USERS=1000 scripts/load.sh         # 1000 sessions in rotation (a wrk Lua script)
 #
 # Builds `examples/bare_and_layer.rs` in release, starts it (bare and layer on
 # two loopback ports, plus the fake WeChat), logs one user in through the fake
 # (`POST /_fake/wx.login` for a code, then `POST /wx/login`), checks the token
 # works, then runs wrk (or oha if wrk is missing) against both with the same
 # `Authorization` header, alternating bare and layer so drift on a shared
-# machine hits both. Prints requests/s and latency percentiles per run, and
+# machine hits both. With LOAD_USERS=N (wrk only) it logs N users in and
+# every connection walks their N tokens, one per request, on both sides:
+# one token puts every request on one cached session, which the two cores
+# then share; many users spread them, as real traffic does. Prints requests/s and latency percentiles per run, and
 # the layer/bare throughput ratio from the summed requests/s of each side.
 # Every run is bounded (`timeout`); only 127.0.0.1 is used.
 #
@@ -23,6 +27,7 @@ SECONDS_PER_RUN=${LOAD_SECONDS:-10}
 ROUNDS=${LOAD_ROUNDS:-2}
 CONNECTIONS=${LOAD_CONNECTIONS:-64}
 THREADS=${LOAD_THREADS:-2}
+USERS=${LOAD_USERS:-1}
 
 cd "$(dirname "$0")/.."
 
@@ -59,12 +64,37 @@ layer=$(sed -n 's/^layer on //p' "$work/server.log")
 [ -n "$layer" ] || { echo "load.sh: the server did not start" >&2; cat "$work/server.log" >&2; exit 1; }
 
 json_field() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"; }
-code=$(curl -fsS --max-time 5 -X POST "$fake/_fake/wx.login" \
-    -H 'content-type: application/json' -d '{"openid":"o-load-user"}' | json_field code)
-token=$(curl -fsS --max-time 10 -X POST "$layer/wx/login" \
-    -H 'content-type: application/json' -d "{\"code\":\"$code\"}" | json_field token)
-[ -n "$token" ] || { echo "load.sh: login failed" >&2; exit 1; }
+# Logs one user in through the fake WeChat and prints the session token.
+login() {
+    local openid=$1 code token
+    for _ in 1 2 3 4 5; do
+        code=$(curl -fsS --max-time 5 -X POST "$fake/_fake/wx.login" \
+            -H 'content-type: application/json' -d "{\"openid\":\"$openid\"}" | json_field code)
+        # Empty on a 429 (the login rate cap): wait for the next second.
+        token=$(curl -sS --max-time 10 -X POST "$layer/wx/login" \
+            -H 'content-type: application/json' -d "{\"code\":\"$code\"}" | json_field token)
+        [ -n "$token" ] && { echo "$token"; return; }
+        sleep 1
+    done
+    echo "load.sh: login of $openid failed" >&2
+    exit 1
+}
+token=$(login o-load-user)
 auth="Authorization: Bearer $token"
+script=()
+if [ "$USERS" -gt 1 ]; then
+    [ "$tool" = wrk ] || { echo "load.sh: LOAD_USERS needs wrk" >&2; exit 2; }
+    {
+        printf 'local tokens = {"%s"' "$token"
+        for i in $(seq 2 "$USERS"); do printf ',"%s"' "$(login "o-load-user-$i")"; done
+        printf '}\n'
+        # Each wrk thread starts at a random place and steps by one.
+        printf 'local i = 0\nfunction init(args) i = math.random(#tokens) end\n'
+        printf 'function request()\n  i = i %% #tokens + 1\n'
+        printf '  return wrk.format("GET", nil, {["Authorization"] = "Bearer " .. tokens[i]})\nend\n'
+    } >"$work/users.lua"
+    script=(-s "$work/users.lua")
+fi
 for url in "$bare/" "$layer/"; do
     got=$(curl -fsS --max-time 5 -H "$auth" "$url")
     [ "$got" = "hello o-load-user" ] || { echo "load.sh: $url answered '$got'" >&2; exit 1; }
@@ -75,7 +105,7 @@ status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$layer/")
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "load: $(uptime | sed 's/.*load average/load average/')"
-echo "tool: $tool, ${SECONDS_PER_RUN}s per run, $CONNECTIONS connections, $THREADS threads, $ROUNDS rounds"
+echo "tool: $tool, ${SECONDS_PER_RUN}s per run, $CONNECTIONS connections, $THREADS threads, $ROUNDS rounds, $USERS user(s)"
 echo
 
 # Prints "rps p50 p90 p99" (latencies in ms) for one run.
@@ -83,7 +113,7 @@ run() {
     local url=$1
     if [ "$tool" = wrk ]; then
         timeout $((SECONDS_PER_RUN + 15)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" \
-            --latency -H "$auth" "$url" >"$work/out"
+            --latency -H "$auth" "${script[@]}" "$url" >"$work/out"
         awk '
             function ms(v) {
                 if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
