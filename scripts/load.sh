@@ -28,6 +28,7 @@ ROUNDS=${LOAD_ROUNDS:-2}
 CONNECTIONS=${LOAD_CONNECTIONS:-64}
 THREADS=${LOAD_THREADS:-2}
 USERS=${LOAD_USERS:-1}
+[[ "$USERS" =~ ^[1-9][0-9]*$ ]] || { echo "load.sh: LOAD_USERS must be a positive number" >&2; exit 2; }
 
 cd "$(dirname "$0")/.."
 
@@ -84,12 +85,22 @@ auth="Authorization: Bearer $token"
 script=()
 if [ "$USERS" -gt 1 ]; then
     [ "$tool" = wrk ] || { echo "load.sh: LOAD_USERS needs wrk" >&2; exit 2; }
+    tokens=("$token")
+    for i in $(seq 2 "$USERS"); do
+        t=$(login "o-load-user-$i") # its own assignment, so that set -e sees a failure
+        tokens+=("$t")
+    done
     {
-        printf 'local tokens = {"%s"' "$token"
-        for i in $(seq 2 "$USERS"); do printf ',"%s"' "$(login "o-load-user-$i")"; done
+        printf 'local tokens = {'
+        printf '"%s",' "${tokens[@]}"
         printf '}\n'
-        # Each wrk thread starts at a random place and steps by one.
-        printf 'local i = 0\nfunction init(args) i = math.random(#tokens) end\n'
+        # Each wrk thread starts at its own place (set before it starts) and
+        # steps by one token per request.
+        printf 'local started = 0\n'
+        printf 'function setup(thread)\n'
+        printf '  thread:set("offset", math.floor(started * #tokens / %d))\n' "$THREADS"
+        printf '  started = started + 1\nend\n'
+        printf 'local i = 0\nfunction init(args) i = offset or 0 end\n'
         printf 'function request()\n  i = i %% #tokens + 1\n'
         printf '  return wrk.format("GET", nil, {["Authorization"] = "Bearer " .. tokens[i]})\nend\n'
     } >"$work/users.lua"
@@ -113,7 +124,7 @@ run() {
     local url=$1
     if [ "$tool" = wrk ]; then
         timeout $((SECONDS_PER_RUN + 15)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" \
-            --latency -H "$auth" "${script[@]}" "$url" >"$work/out"
+            --latency -H "$auth" ${script[@]+"${script[@]}"} "$url" >"$work/out"
         awk '
             function ms(v) {
                 if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }

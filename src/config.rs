@@ -616,7 +616,9 @@ impl<T> WxLoginBuilder<T> {
     }
 
     /// The WeChat API base URL, for proxies and test doubles
-    /// (default `https://api.weixin.qq.com`).
+    /// (default `https://api.weixin.qq.com`): an `http://` or `https://` URL,
+    /// with a path prefix if the proxy needs one, and no query or fragment
+    /// (`build` refuses them).
     ///
     /// ```
     /// use wxlogin::{BuildError, WxLogin};
@@ -1023,8 +1025,21 @@ impl<T> WxLoginBuilder<T> {
             }
             apps.push(App { app_id: id, secret });
         }
-        if !(self.api_base.starts_with("http://") || self.api_base.starts_with("https://")) {
-            return Err(invalid("api_base", "must be an http:// or https:// URL"));
+        // Every call appends a path and a query to the base: it must be a
+        // plain http(s) URL, without a query or fragment of its own.
+        let base_ok = (self.api_base.starts_with("http://")
+            || self.api_base.starts_with("https://"))
+            && reqwest::Url::parse(&self.api_base).is_ok_and(|url| {
+                !url.cannot_be_a_base()
+                    && url.host_str().is_some_and(|h| !h.is_empty())
+                    && url.query().is_none()
+                    && url.fragment().is_none()
+            });
+        if !base_ok {
+            return Err(invalid(
+                "api_base",
+                "must be an http:// or https:// URL without a query or fragment",
+            ));
         }
         if self.session_ttl.is_zero() {
             return Err(invalid("session_ttl", "must be longer than zero"));

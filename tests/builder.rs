@@ -116,6 +116,10 @@ fn a_non_http_api_base_is_refused() {
         "api.weixin.qq.com",
         "",
         "file:///etc",
+        "http://",
+        "https://proxy.internal/wechat?token=x",
+        "https://proxy.internal/wechat?",
+        "https://proxy.internal/wechat#part",
     ] {
         let builder = valid().api_base(base);
         match build_err(builder) {
@@ -126,6 +130,10 @@ fn a_non_http_api_base_is_refused() {
     valid().api_base("http://127.0.0.1:9").build().unwrap();
     valid()
         .api_base("https://api.weixin.qq.com/")
+        .build()
+        .unwrap();
+    valid()
+        .api_base("https://proxy.internal:8443/wechat/")
         .build()
         .unwrap();
 }

@@ -243,7 +243,8 @@ impl WeChatClient {
                 let limit = left.min(self.cfg.request_timeout);
                 match self.attempt(&request, limit, &parse).await {
                     // The deadline, not the request timeout, ended it: final.
-                    Err(failure) if failure.timed_out && limit < self.cfg.request_timeout => {
+                    // (A connect timeout is a timeout too, but ends earlier.)
+                    Err(failure) if failure.timed_out && Instant::now() >= deadline => {
                         Err(AttemptError::fatal(self.past_deadline()))
                     }
                     outcome => outcome,
