@@ -584,11 +584,11 @@ fn logins(c: &mut Criterion, full: bool) {
     // Interleaved: 8 batches of each in turn per round (about 0.4 s), so
     // that both lines of a round see the same machine.
     let rounds = if full { interleaved_rounds() } else { 1 };
-    let batches = if full { 8 } else { 1 };
+    let per_round = if full { 8 } else { 1 };
     interleave(
         "login100",
         rounds,
-        &[("direct", batches, &direct), ("route", batches, &route)],
+        &[("direct", per_round, &direct), ("route", per_round, &route)],
     );
     drop(fake);
 }

@@ -12,10 +12,11 @@
 # works, then runs wrk (or oha if wrk is missing) against both with the same
 # `Authorization` header, alternating bare and layer so drift on a shared
 # machine hits both. With LOAD_USERS=N (wrk only) it logs N users in and
-# every connection walks their N tokens, one per request, on both sides:
-# one token puts every request on one cached session, which the two cores
-# then share; many users spread them, as real traffic does. Prints requests/s and latency percentiles per run, and
-# the layer/bare throughput ratio from the summed requests/s of each side.
+# each wrk thread walks their N tokens, one per request, on both sides: one
+# token puts every request on one cached session, which the two cores then
+# share; many users spread them, as real traffic does. Prints requests/s and
+# latency percentiles per run, and the layer/bare throughput ratio from the
+# summed requests/s of each side.
 # Every run is bounded (`timeout`); only 127.0.0.1 is used.
 #
 # The load generator shares the machine with the server: on a 2-core box both

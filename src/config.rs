@@ -1025,17 +1025,7 @@ impl<T> WxLoginBuilder<T> {
             }
             apps.push(App { app_id: id, secret });
         }
-        // Every call appends a path and a query to the base: it must be a
-        // plain http(s) URL, without a query or fragment of its own.
-        let base_ok = (self.api_base.starts_with("http://")
-            || self.api_base.starts_with("https://"))
-            && reqwest::Url::parse(&self.api_base).is_ok_and(|url| {
-                !url.cannot_be_a_base()
-                    && url.host_str().is_some_and(|h| !h.is_empty())
-                    && url.query().is_none()
-                    && url.fragment().is_none()
-            });
-        if !base_ok {
+        if crate::wechat::parse_api_base(&self.api_base).is_none() {
             return Err(invalid(
                 "api_base",
                 "must be an http:// or https:// URL without a query or fragment",

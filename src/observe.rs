@@ -45,16 +45,6 @@ mod imp {
         };
     }
 
-    /// `metrics::$kind!($name, "op" => op)`, a literal for every store method.
-    macro_rules! by_op {
-        ($kind:ident, $name:literal, $op:expr, [$($known:literal),* $(,)?]) => {
-            match $op {
-                $($known => metrics::$kind!($name, "op" => $known),)*
-                other => metrics::$kind!($name, "op" => other),
-            }
-        };
-    }
-
     #[inline]
     pub(crate) fn login(outcome: Option<ErrorCode>) {
         by_outcome!(counter, "wxlogin_logins_total", "outcome", outcome).increment(1);
@@ -75,21 +65,18 @@ mod imp {
     }
 
     pub(crate) fn store(op: &'static str, elapsed: Duration, ok: bool) {
+        // `metrics::$kind!($name, "op" => op)`, a literal for every store method.
         macro_rules! store_op {
             ($kind:ident, $name:literal) => {
-                by_op!(
-                    $kind,
-                    $name,
-                    op,
-                    [
-                        "load",
-                        "create",
-                        "delete",
-                        "delete_user",
-                        "touch",
-                        "put_latest_session_key",
-                    ]
-                )
+                store_op!(@ $kind, $name, [
+                    "load", "create", "delete", "delete_user", "touch", "put_latest_session_key"
+                ])
+            };
+            (@ $kind:ident, $name:literal, [$($known:literal),*]) => {
+                match op {
+                    $($known => metrics::$kind!($name, "op" => $known),)*
+                    other => metrics::$kind!($name, "op" => other),
+                }
             };
         }
         store_op!(histogram, "wxlogin_store_seconds").record(elapsed.as_secs_f64());

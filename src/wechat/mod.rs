@@ -178,13 +178,29 @@ fn transport_reason(err: reqwest::Error) -> String {
     reason
 }
 
+/// The API base as a URL every call can append a path and a query to: an
+/// `http://` or `https://` URL with a host, a path prefix if any, and no
+/// query or fragment of its own. `None` for anything else. The builder
+/// refuses what this refuses.
+pub(crate) fn parse_api_base(base: &str) -> Option<Url> {
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return None;
+    }
+    Url::parse(base.trim_end_matches('/')).ok().filter(|url| {
+        !url.cannot_be_a_base()
+            && url.host_str().is_some_and(|h| !h.is_empty())
+            && url.query().is_none()
+            && url.fragment().is_none()
+    })
+}
+
 /// The client for WeChat's API; clones share one connection pool.
 #[derive(Debug, Clone)]
 pub(crate) struct WeChatClient {
     http: Client,
     cfg: ClientConfig,
-    /// `cfg.api_base` parsed once; `None` when it is not a URL that can
-    /// take a path (every call then answers `Misconfigured`).
+    /// `cfg.api_base` parsed once; `None` when [`parse_api_base`] refuses it
+    /// (every call then answers `Misconfigured`).
     base: Option<Url>,
 }
 
@@ -197,9 +213,7 @@ impl WeChatClient {
             .connect_timeout(cfg.connect_timeout)
             .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let base = Url::parse(cfg.api_base.trim_end_matches('/'))
-            .ok()
-            .filter(|url| !url.cannot_be_a_base());
+        let base = parse_api_base(&cfg.api_base);
         Ok(WeChatClient { http, cfg, base })
     }
 
@@ -386,7 +400,11 @@ mod tests {
             .unwrap();
             assert_eq!(url, from_text);
         }
-        for base in ["not a url", "mailto:ops@example.com"] {
+        for base in [
+            "not a url",
+            "mailto:ops@example.com",
+            "https://proxy.internal/wechat?t=x",
+        ] {
             let err = client(base).endpoint("/sns/jscode2session", &query).err();
             assert!(
                 matches!(err, Some(WeChatError::Misconfigured { errcode: 0, .. })),
