@@ -166,7 +166,7 @@ async fn redis_store(n: usize, url: &str) {
         (after.saturating_sub(before)) as f64 / n as f64
     );
     println!(
-        "redis MEMORY USAGE: session key {s} (value {strlen} bytes), user hash (index and newest session_key) {u}"
+        "redis MEMORY USAGE: session key {s} (value {strlen} bytes), user index (sorted set: the session and the newest session_key) {u}"
     );
     println!("(keys left under prefix {prefix}: delete with redis-cli --scan --pattern '{prefix}:*' | xargs redis-cli del)");
 }

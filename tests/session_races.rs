@@ -235,9 +235,24 @@ async fn sessions_per_user_are_capped_oldest_first_on_the_memory_store() {
     for _ in 0..200 {
         tokens.push(login(&client, &inst.base, &fake, "o-many").await);
     }
-    let live = live(&client, &[&inst], &tokens).await;
-    assert_eq!(live, (180..200).collect::<Vec<_>>(), "the newest 20 live");
+    let alive = live(&client, &[&inst], &tokens).await;
+    assert_eq!(alive, (180..200).collect::<Vec<_>>(), "the newest 20 live");
     assert_eq!(store.len(), 20, "the store holds the cap");
+
+    // A cap of its own.
+    let three = Instance::serve(
+        builder(&fake)
+            .max_sessions_per_user(3)
+            .login_rate(0)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for _ in 0..5 {
+        tokens.push(login(&client, &three.base, &fake, "o-three").await);
+    }
+    assert_eq!(live(&client, &[&three], &tokens).await, vec![2, 3, 4]);
 }
 
 /// A memory store whose `create` stops after storing the session until the
@@ -470,4 +485,66 @@ async fn a_failed_idle_extension_is_retried_and_keeps_the_user_logged_in() {
     tokio::time::sleep_until(at(6_500).into()).await;
     let (status, body) = get_json(&client, &b.me(), Some(&token)).await;
     assert_eq!(status, 200, "an active user was logged out: {body}");
+}
+
+/// A memory store whose loads fail, in one of two ways, once told to.
+#[derive(Clone)]
+struct FailingLoads {
+    inner: MemoryStore,
+    /// 0: load normally; 1: a bad record; 2: an outage.
+    mode: Arc<AtomicUsize>,
+}
+
+impl SessionStore for FailingLoads {
+    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
+        self.inner.create(id, record)
+    }
+    fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
+        match self.mode.load(Ordering::SeqCst) {
+            1 => Box::pin(std::future::ready(Err(StoreError::bad_record(
+                "this app's record has a field the build does not know",
+            )))),
+            2 => Box::pin(std::future::ready(Err(StoreError::new("db down")))),
+            _ => self.inner.load(id),
+        }
+    }
+    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
+        self.inner.delete(id)
+    }
+    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
+        self.inner.touch(id, idle_expires_at_ms)
+    }
+    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
+        self.inner.delete_user(openid)
+    }
+}
+
+/// A custom store says "this record is bad" with `StoreError::bad_record`:
+/// the token is `invalid_token` (401, log in again), where any other store
+/// error stays a 503 `store_unavailable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_stores_bad_record_is_invalid_token() {
+    let fake = fake_wechat().await;
+    let store = FailingLoads {
+        inner: MemoryStore::new(),
+        mode: Arc::new(AtomicUsize::new(0)),
+    };
+    let login_side = Instance::serve(builder(&fake).store(store.clone()).build().unwrap()).await;
+    // A second instance on the same store, so that every request loads.
+    let reader = Instance::serve(builder(&fake).store(store.clone()).build().unwrap()).await;
+    let client = reqwest::Client::new();
+    let token = login(&client, &login_side.base, &fake, "o-bad").await;
+    store.mode.store(1, Ordering::SeqCst);
+    for _ in 0..2 {
+        let (status, body) = get_json(&client, &reader.me(), Some(&token)).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"], "invalid_token");
+        assert_eq!(body["relogin"], true);
+    }
+    store.mode.store(2, Ordering::SeqCst);
+    let (status, body) = get_json(&client, &reader.me(), Some(&token)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "store_unavailable");
+    store.mode.store(0, Ordering::SeqCst);
+    assert_eq!(get_json(&client, &reader.me(), Some(&token)).await.0, 200);
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
@@ -292,7 +293,8 @@ where
     /// [`SessionCache::timed`], but as its own task: when the timeout
     /// answers the caller, the call goes on (for up to
     /// [`DETACHED_TIMEOUTS`] store timeouts), and `done` sees its outcome
-    /// either way, to drop from the cache what it ended.
+    /// either way, to drop from the cache what it ended. A call that is
+    /// done when first polled (the memory store's) needs no task.
     pub(crate) async fn timed_detached<R: Send + 'static>(
         &self,
         op: &'static str,
@@ -300,17 +302,23 @@ where
         done: impl FnOnce(&Result<R, StoreError>) + Send + 'static,
     ) -> Result<R, StoreError> {
         let bound = self.ctx.store_timeout.saturating_mul(DETACHED_TIMEOUTS);
-        let task = tokio::spawn(async move {
-            let result = match tokio::time::timeout(bound, fut).await {
-                Ok(r) => r,
-                Err(_) => Err(StoreError::new(format_args!(
-                    "store {op} still unfinished after {bound:?}; abandoned"
-                ))),
-            };
-            done(&result);
-            result
-        });
+        let mut fut = Box::pin(fut);
         self.timed(op, async move {
+            let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+            if let Poll::Ready(result) = first {
+                done(&result);
+                return result;
+            }
+            let task = tokio::spawn(async move {
+                let result = match tokio::time::timeout(bound, fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(StoreError::new(format_args!(
+                        "store {op} still unfinished after {bound:?}; abandoned"
+                    ))),
+                };
+                done(&result);
+                result
+            });
             task.await.unwrap_or_else(|e| {
                 Err(StoreError::new(format_args!("store {op} task failed: {e}")))
             })
