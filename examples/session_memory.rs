@@ -16,7 +16,7 @@
 //! Memory store: the resident set size (`/proc/self/statm`) before and after,
 //! divided by the count; it covers the store's maps, the cache (moka) and the
 //! allocator's overhead. Redis: `used_memory` from `INFO memory` before and
-//! after, and `MEMORY USAGE` of one session key and one user hash.
+//! after, and `MEMORY USAGE` of one session key and one user index.
 
 use std::time::{Duration, Instant};
 
