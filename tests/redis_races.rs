@@ -495,6 +495,57 @@ async fn a_revoke_cut_before_its_announcement_is_announced_by_its_retry() {
     .await;
 }
 
+/// A logout whose replies come back slower than the store timeout: the
+/// client gets 503, but the logout goes on and announces the session, so
+/// the other instance drops it (before, the timeout dropped the logout
+/// between its `DEL` and its `PUBLISH`: deleted, never announced).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_cut_by_the_store_timeout_is_still_announced() {
+    let redis = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap();
+    let proxy = Proxy::start(redis.port()).await;
+    let fake = fake_wechat().await;
+    let prefix = unique_prefix("slowout");
+    let a = instance(&proxy.url(), &prefix, &fake, |b| {
+        b.store_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let b = instance(&redis.url(), &prefix, &fake, |b| b).await;
+    wait_numsub(
+        &redis,
+        &format!("{prefix}:revoked"),
+        2,
+        Duration::from_secs(5),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let token = login(&client, &a.base, &fake, "o-slow").await;
+    assert_eq!(get_json(&client, &b.me(), Some(&token)).await.0, 200);
+
+    proxy.delay_replies(Duration::from_millis(800));
+    let res = client
+        .post(format!("{}/wx/logout", a.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        503,
+        "the logout answered after the store timeout"
+    );
+    all_refused_by(
+        &client,
+        &[&b],
+        &[token],
+        Instant::now() + Duration::from_secs(3),
+        "the other instance after a logout cut by the timeout",
+    )
+    .await;
+    assert!(session_keys(&redis, &prefix).is_empty());
+}
+
 /// A record damaged in Redis, or of a version this build does not know,
 /// is `invalid_token` for its token, on every request; not a 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

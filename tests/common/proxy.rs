@@ -10,11 +10,12 @@
 //!   connections pass;
 //! - cut a connection once, at the first command that contains a byte
 //!   pattern: the bytes before it reach Redis, the rest never do;
-//! - count round trips on the command connections (not the subscriber's): a
-//!   round trip is a client write after the proxy forwarded a reply.
+//! - delay every reply on the command connections (not the subscriber's);
+//! - count round trips on the command connections: a round trip is a client
+//!   write after the proxy forwarded a reply.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,8 @@ struct Shared {
     cut_at: Mutex<Option<Vec<u8>>>,
     round_trips: AtomicUsize,
     accepted: AtomicUsize,
+    /// Milliseconds each reply on a command connection waits.
+    reply_delay_ms: AtomicU64,
 }
 
 /// See the module docs.
@@ -54,6 +57,7 @@ impl Proxy {
             cut_at: Mutex::new(None),
             round_trips: AtomicUsize::new(0),
             accepted: AtomicUsize::new(0),
+            reply_delay_ms: AtomicU64::new(0),
         });
         let task = tokio::spawn(accept_loop(listener, shared.clone()));
         Proxy {
@@ -116,6 +120,14 @@ impl Proxy {
     /// precedes the pattern is forwarded, then both sides are closed.
     pub fn cut_once_at(&self, pattern: &[u8]) {
         *self.shared.cut_at.lock().unwrap() = Some(pattern.to_vec());
+    }
+
+    /// Holds every reply on the command connections for `delay` before
+    /// passing it on (zero: none); the commands themselves reach Redis at once.
+    pub fn delay_replies(&self, delay: Duration) {
+        self.shared
+            .reply_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Whether the armed cut has happened.
@@ -211,6 +223,7 @@ async fn relay(client: TcpStream, shared: Arc<Shared>) {
     };
     let down = {
         let subscriber = subscriber.clone();
+        let shared = shared.clone();
         let mut stall = shared.stall.subscribe();
         async move {
             let mut buf = vec![0u8; 64 * 1024];
@@ -229,6 +242,10 @@ async fn relay(client: TcpStream, shared: Arc<Shared>) {
                 };
                 if stalled(&mut stall, &subscriber) {
                     std::future::pending::<()>().await;
+                }
+                let delay = shared.reply_delay_ms.load(Ordering::SeqCst);
+                if delay > 0 && !subscriber.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
                 }
                 replied.store(true, Ordering::SeqCst);
                 if cw.write_all(&buf[..n]).await.is_err() {
