@@ -604,11 +604,24 @@ async fn sqlx_example_uses_database_url_and_maps_failures() {
 }
 
 /// The PostgreSQL server for [`sqlx_example_on_postgres`], from
-/// `WXLOGIN_TEST_POSTGRES_URL` (`.ci/run` sets it where PostgreSQL runs).
+/// `WXLOGIN_TEST_POSTGRES_URL` (`.ci/run` sets it, installing and starting
+/// PostgreSQL where needed).
 fn postgres_url() -> Option<String> {
     std::env::var("WXLOGIN_TEST_POSTGRES_URL")
         .ok()
         .filter(|v| !v.trim().is_empty())
+}
+
+/// The variable that says this run must include the PostgreSQL test, if
+/// one does: `WXLOGIN_REQUIRE_POSTGRES` (set by `.ci/run`), or `CI` (set by
+/// CI services, and for `.ci/run` in CI), unless empty, `0` or `false`.
+fn postgres_required() -> Option<&'static str> {
+    ["WXLOGIN_REQUIRE_POSTGRES", "CI"].into_iter().find(|var| {
+        std::env::var(var).is_ok_and(|v| {
+            let v = v.trim();
+            !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false")
+        })
+    })
 }
 
 /// A schema of its own for one test run, so parallel runs on one server do
@@ -678,11 +691,20 @@ impl Drop for PgSchema {
 /// The sqlx example on PostgreSQL, through the same binary (sqlx's `Any`
 /// driver): register and find users, the same row under concurrent first
 /// logins, rows kept across a restart, and `503 store_unavailable` when the
-/// table is gone. Skipped, with a line on stderr, without
-/// `WXLOGIN_TEST_POSTGRES_URL`.
+/// table is gone. Without `WXLOGIN_TEST_POSTGRES_URL` it fails under CI
+/// (see [`postgres_required`]) and is skipped, with a line on stderr,
+/// elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlx_example_on_postgres() {
     let Some(admin_url) = postgres_url() else {
+        if let Some(var) = postgres_required() {
+            panic!(
+                "{var} is set, so sqlx_example_on_postgres must run, but \
+                 WXLOGIN_TEST_POSTGRES_URL is not: run .ci/run (it installs and starts \
+                 PostgreSQL) or point the variable at a server, e.g. \
+                 postgres://postgres@127.0.0.1:5432/test"
+            );
+        }
         eprintln!(
             "skipped: WXLOGIN_TEST_POSTGRES_URL not set (sqlx_example_on_postgres; \
              e.g. postgres://postgres@127.0.0.1:5432/test, as .ci/run sets it)"
