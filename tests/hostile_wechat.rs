@@ -33,6 +33,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use wxlogin::mock::{FakeReply, FakeWeChat};
 use wxlogin::{WxLogin, WxLoginBuilder, WxUser};
 
@@ -536,14 +537,52 @@ async fn the_deadline_ends_slow_attempts_before_three_full_ones() {
     assert_no_panic();
 }
 
+/// A WeChat that reads one request, waits `delay`, then answers `body`
+/// (200, JSON) on that connection. It reports whether the client hung up
+/// before the answer was due.
+async fn late_wechat(delay: Duration, body: &'static str) -> (String, oneshot::Receiver<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let hung_up = tokio::select! {
+            _ = tokio::time::sleep(delay) => false,
+            read = stream.read(&mut buf) => matches!(read, Ok(0) | Err(_)),
+        };
+        let _ = tx.send(hung_up);
+        if !hung_up {
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+    });
+    (base, rx)
+}
+
 #[tokio::test]
 async fn a_success_arriving_after_the_deadline_stores_nothing_later() {
     // WeChat consumes the code and answers a success, but only after the
-    // client gave up: the late answer must not create a session afterwards.
+    // deadline: the client must have given the call up by then (closed the
+    // connection, so the late answer cannot reach it), and stored nothing.
+    let (base, hung_up) = late_wechat(
+        Duration::from_millis(1500),
+        r#"{"openid":"o-alice","session_key":"a2V5a2V5a2V5a2V5a2V5aw=="}"#,
+    )
+    .await;
     let store = CountingStore::new();
     count_panics();
-    let fake = fake_wechat().await;
-    let wx = builder(fake.base_url(), &store)
+    let wx = builder(base, &store)
         .wechat_timeouts(
             Duration::from_secs(1),
             Duration::from_secs(10),
@@ -557,12 +596,16 @@ async fn a_success_arriving_after_the_deadline_stores_nothing_later() {
         base: serve(app).await,
         client: reqwest::Client::new(),
     };
-    fake.push_reply(FakeReply::Delay(Duration::from_millis(1500)));
-    let reply = rig.login(&fake.mint_code("o-alice")).await;
+    let reply = rig.login("any-code").await;
     assert_row("late success", &reply, 503, "wechat_unavailable", false);
-    assert_eq!(fake.code2session_calls(), 1);
-    // Past the moment the late success was sent.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let hung_up = tokio::time::timeout(Duration::from_secs(10), hung_up)
+        .await
+        .expect("the late WeChat got its request")
+        .unwrap();
+    assert!(
+        hung_up,
+        "the client still waited for WeChat past its deadline"
+    );
     rig.assert_nothing_stored("late success");
     assert_no_panic();
 }
