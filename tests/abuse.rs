@@ -2,10 +2,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use common::*;
+use wxlogin::mock::FakeReply;
 use wxlogin::WxLogin;
 
 async fn app(concurrency: usize, rate: u32) -> (String, wxlogin::mock::FakeWeChat) {
@@ -60,33 +61,57 @@ async fn burst(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_exchanges_over_the_cap_get_429_at_once() {
     let (base, fake) = app(4, 0).await;
-    // Each exchange takes 500 ms, so a burst of 20 overlaps.
-    fake.set_latency(Duration::from_millis(500));
-    let results = burst(&base, &fake, 20).await;
-    let ok = results.iter().filter(|r| r.0 == 200).count();
-    let limited: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
-    assert!(ok >= 4, "at least the cap succeeds, got {ok}");
-    assert!(!limited.is_empty(), "a burst over the cap is refused");
-    assert_eq!(ok + limited.len(), 20, "only 200 or 429: {results:?}");
-    for (_, retry, body) in &limited {
+    // The cap's worth of exchanges, each held at WeChat for 2 s.
+    for _ in 0..4 {
+        fake.push_reply(FakeReply::Delay(Duration::from_secs(2)));
+    }
+    let held = {
+        let (base, fake) = (base.clone(), fake.clone());
+        tokio::spawn(async move { burst(&base, &fake, 4).await })
+    };
+    // Once all four are at WeChat the cap is full: every further login is
+    // refused at once, whatever the timing.
+    let started = Instant::now();
+    while fake.code2session_calls() < 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the held logins never reached WeChat"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = burst(&base, &fake, 16).await;
+    for (status, retry, body) in &refused {
+        assert_eq!(*status, 429, "{body}");
         assert_eq!(retry.as_deref(), Some("1"));
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["error"], "rate_limited");
         assert_eq!(v["relogin"], false);
     }
     // Refused logins never reached WeChat: the quota is protected.
-    assert_eq!(fake.code2session_calls(), ok);
+    assert_eq!(fake.code2session_calls(), 4);
+    for (status, _, body) in held.await.unwrap() {
+        assert_eq!(status, 200, "{body}");
+    }
+    // The permits came back with the answers.
+    assert_eq!(burst(&base, &fake, 1).await[0].0, 200);
 }
 
 #[tokio::test]
 async fn exchanges_per_second_over_the_rate_get_429() {
     let (base, fake) = app(1000, 5).await;
+    let started = Instant::now();
     let results = burst(&base, &fake, 15).await;
+    let elapsed = started.elapsed();
     let ok = results.iter().filter(|r| r.0 == 200).count();
     let limited = results.iter().filter(|r| r.0 == 429).count();
     assert_eq!(ok + limited, 15);
-    // Burst of 5, plus at most a few refills if the burst is slow.
-    assert!((5..=8).contains(&ok), "ok = {ok}");
+    // The bucket's burst of 5, plus what it refilled (5 a second) while the
+    // burst ran: exactly 5 when the burst takes under 200 ms.
+    let refilled = (elapsed.as_secs_f64() * 5.0).floor() as usize;
+    assert!(
+        ok >= 5 && ok <= 5 + refilled,
+        "{ok} admitted in {elapsed:?}: the burst is 5, and {refilled} refilled"
+    );
     assert_eq!(fake.code2session_calls(), ok);
     // After a second the bucket has refilled.
     tokio::time::sleep(Duration::from_millis(1100)).await;
