@@ -3,7 +3,9 @@
 //! It owns the transport rules every WeChat call shares: one pooled HTTP
 //! client with connect and request timeouts, a bounded read of the reply
 //! body, retries of transient failures with jittered exponential backoff
-//! inside an overall deadline, and errors that never carry the app secret
+//! inside an overall deadline, no redirects followed (a 3xx is a final
+//! failure: following it would send the secret to the `Location`), numbers
+//! from WeChat clamped before any arithmetic, and errors that never carry the app secret
 //! (reqwest errors name the URL, whose query holds it, so their URL is
 //! always stripped). Each endpoint lives in its own file and only says how
 //! to build its request and read its reply.
@@ -209,7 +211,10 @@ impl WeChatClient {
     pub(crate) fn new(cfg: ClientConfig) -> Result<Self, reqwest::Error> {
         // The request timeout is set per attempt (see `attempt`), where it is
         // also cut to what is left of the call's deadline: one timer per attempt.
+        // No redirects: a 3xx would re-send the request, whose query or body
+        // holds the app secret, to wherever `Location` points.
         let http = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(cfg.connect_timeout)
             .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -312,6 +317,12 @@ impl WeChatClient {
             .await
             .map_err(AttemptError::transport)?;
         let status = response.status();
+        if status.is_redirection() {
+            // Final: the same base would redirect again.
+            return Err(AttemptError::fatal(WeChatError::Unavailable {
+                reason: format!("HTTP status {} (redirect, not followed)", status.as_u16()),
+            }));
+        }
         if !status.is_success() {
             let reason = format!("HTTP status {}", status.as_u16());
             return Err(if status.is_server_error() {
