@@ -415,6 +415,7 @@ impl WeChatClient {
         let (token, expires_in) = self
             .call(
                 "stable_token",
+                &[secret.expose()],
                 |http| {
                     http.post(url.clone())
                         .header(CONTENT_TYPE, "application/json")
