@@ -312,14 +312,18 @@ where
             unionid: who.unionid.clone(),
             app_id: app.app_id.clone(),
         };
-        // A panicking hook is an app bug: answer 500 rather than drop the connection.
-        let hooked = AssertUnwindSafe((self.hook)(identity))
+        // A panicking hook is an app bug: answer 500 rather than drop the
+        // connection, whether the closure panics or the future it returned.
+        let hook_panicked = || {
+            tracing::error!("wxlogin: the login hook panicked");
+            self.reject(ErrorCode::Misconfigured, "the server's login hook failed")
+        };
+        let hook_future = std::panic::catch_unwind(AssertUnwindSafe(|| (self.hook)(identity)))
+            .map_err(|_| hook_panicked())?;
+        let hooked = AssertUnwindSafe(hook_future)
             .catch_unwind()
             .await
-            .map_err(|_| {
-                tracing::error!("wxlogin: the login hook panicked");
-                self.reject(ErrorCode::Misconfigured, "the server's login hook failed")
-            })?;
+            .map_err(|_| hook_panicked())?;
         let data = hooked.map_err(|e| match e {
             LoginError::Refused(msg) => {
                 Rejection::new(ErrorCode::LoginRefused, msg).with_renderer(self.renderer.as_ref())

@@ -312,6 +312,40 @@ async fn get_is_405() {
     assert_eq!(fake.code2session_calls(), 0);
 }
 
+#[tokio::test]
+async fn a_login_hook_that_panics_is_500_misconfigured_before_or_inside_its_future() {
+    // A hook is app code: whether the closure itself panics (before it
+    // returns a future) or its future does, the client gets 500
+    // `misconfigured`, the connection stays usable, and nothing is stored.
+    let fake = fake_wechat().await;
+    let store = common::CountingStore::new();
+    let wx = builder(&fake)
+        .store(store.clone())
+        .on_login(|who: wxlogin::Identity| {
+            if who.openid == "o-panics-in-the-closure" {
+                panic!("app bug in the hook closure");
+            }
+            async move {
+                if who.openid == "o-panics-in-the-future" {
+                    panic!("app bug in the hook future");
+                }
+                Ok(who.openid)
+            }
+        })
+        .build()
+        .unwrap();
+    let app = Router::new().route_service("/wx/login", wx.login_service());
+    let base = serve(app).await;
+    for openid in ["o-panics-in-the-closure", "o-panics-in-the-future"] {
+        let reply = login_code(&base, &fake.mint_code(openid)).await;
+        assert_rejection(&reply, 500, "misconfigured", false);
+        assert!(!reply.text.contains("app bug"), "{}", reply.text);
+    }
+    assert_eq!(store.creates.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let reply = login_code(&base, &fake.mint_code("o-fine")).await;
+    assert_logged_in(&reply, "o-fine", None);
+}
+
 // ---------------------------------------------------------------- WeChat failures
 
 #[tokio::test]
