@@ -9,7 +9,7 @@
 //! | `WX_API_BASE` | WeChat API base URL (default `https://api.weixin.qq.com`) |
 //! | `WXLOGIN_BIND` | listen address, default `127.0.0.1:3000` |
 //! | `WXLOGIN_REDIS_URL` | use the Redis store at this URL (sessions shared by every demo process) |
-//! | `WXLOGIN_TOKEN_KEY` | token MAC key, hex |
+//! | `WXLOGIN_TOKEN_KEY` | token MAC key, hex of at least 32 digits (`openssl rand -hex 32`) |
 //! | `WXLOGIN_SESSION_TTL` | session lifetime in seconds |
 //!
 //! Routes: `POST /wx/login`, `POST /wx/logout`, `GET /api/me`, and, for
@@ -104,6 +104,11 @@ async fn main() {
         .app_secret(secret)
         .api_base(api_base);
     if let Some(key) = env("WXLOGIN_TOKEN_KEY") {
+        // Hex, as documented: a typo'd or pasted non-hex value fails here
+        // rather than becoming a weaker key. The hex text itself is the MAC key.
+        if key.len() % 2 != 0 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            fail("WXLOGIN_TOKEN_KEY must be hex (e.g. `openssl rand -hex 32`); the token_key is refused");
+        }
         builder = builder.token_key(key);
     }
     if let Some(url) = env("WXLOGIN_REDIS_URL") {

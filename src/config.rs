@@ -16,7 +16,7 @@ use crate::login::{LoginService, LogoutService};
 use crate::session::{Identity, SessionContext};
 use crate::store::cache::SessionCache;
 use crate::store::{Invalidation, MemoryStore, SessionStore, StoreError};
-use crate::token::{TokenKeys, MIN_KEY_LEN};
+use crate::token::{key_is_strong, TokenKeys, WEAK_KEY};
 use crate::wechat::{ClientConfig, WeChatApi, WeChatClient};
 use crate::Secret;
 
@@ -751,10 +751,12 @@ impl<T> WxLoginBuilder<T> {
         self
     }
 
-    /// Adds a token key (at least 16 bytes; 32 random bytes in hex is a good
-    /// key). The first key signs new tokens; every key verifies, so a key can
-    /// be rotated by putting the new one first. Without any, a random key is
-    /// made at start, which only suits a single instance on a memory store.
+    /// Adds a token key: at least 128 bits, that is 32 or more hex digits, or
+    /// at least 32 characters of other text (`openssl rand -hex 32` makes a
+    /// good one). The key's text is the HMAC key as written; hex is not
+    /// decoded. The first key signs new tokens; every key verifies, so a key
+    /// can be rotated by putting the new one first. Without any, a random key
+    /// is made at start, which only suits a single instance on a memory store.
     ///
     /// ```
     /// use wxlogin::{BuildError, WxLogin};
@@ -764,7 +766,8 @@ impl<T> WxLoginBuilder<T> {
     ///     .token_key("0123456789abcdef0123456789abcdef")
     ///     .build()?;
     /// # let _ = wx;
-    /// let short = WxLogin::builder().app_id("wx1").app_secret("s").token_key("short").build();
+    /// // 16 hex digits are only 64 bits.
+    /// let short = WxLogin::builder().app_id("wx1").app_secret("s").token_key("0123456789abcdef").build();
     /// assert!(matches!(short, Err(BuildError::InvalidValue { field: "token_key", .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -1060,12 +1063,8 @@ impl<T> WxLoginBuilder<T> {
         {
             return Err(invalid("wechat_timeouts", "must be longer than zero"));
         }
-        if self
-            .token_keys
-            .iter()
-            .any(|k| k.expose().len() < MIN_KEY_LEN)
-        {
-            return Err(invalid("token_key", "must be at least 16 bytes"));
+        if self.token_keys.iter().any(|k| !key_is_strong(k.expose())) {
+            return Err(invalid("token_key", WEAK_KEY));
         }
         let store: Arc<dyn SessionStore> = match self.store {
             Some(s) => s,

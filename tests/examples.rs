@@ -462,6 +462,13 @@ async fn demo_token_key_from_env_signs_tokens() {
     let (status, stderr) = run_to_exit("demo", &[("WXLOGIN_TOKEN_KEY", "abcd")]);
     assert!(!status.success(), "demo started with a 4-byte key");
     assert!(stderr.contains("token_key"), "stderr: {stderr}");
+    // So do 16 hex digits (64 bits, short of 128) and a long key that is not hex.
+    for key in ["0123456789abcdef", "not-hex-but-long-enough-0123456789-zz"] {
+        let (status, stderr) = run_to_exit("demo", &[("WXLOGIN_TOKEN_KEY", key)]);
+        assert!(!status.success(), "demo started with the key {key:?}");
+        assert!(stderr.contains("token_key"), "stderr: {stderr}");
+        assert!(!stderr.contains(key), "the key is printed: {stderr}");
+    }
 }
 
 // ---------------------------------------------------------------- hyper
