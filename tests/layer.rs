@@ -73,6 +73,9 @@ impl SessionStore for SlowLoads {
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         self.inner.delete_user(openid)
     }
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
 }
 
 async fn logout(client: &reqwest::Client, base: &str, token: Option<&str>) -> (u16, Value) {
