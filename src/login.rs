@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use bytes::Buf as _;
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tower_service::Service;
@@ -30,6 +31,42 @@ use crate::wechat::WeChatError;
 
 /// Longest login code accepted; WeChat's are 32 characters.
 const MAX_CODE_LEN: usize = 128;
+
+/// Most bytes of an over-limit body read (and dropped) before its 413.
+const DRAIN_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Longest time spent reading an over-limit body before its 413.
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops what is left of a body, up to `max` bytes and
+/// [`DRAIN_MAX_TIME`], so that the connection is not reset under a client
+/// still sending it. Whether it got to the end does not matter to the caller:
+/// past the bounds the server closes the connection as before.
+async fn drain<B: Body>(mut body: Pin<&mut B>, max: u64) {
+    let mut left = max;
+    let all = async {
+        // The error is dropped at once: it need not be `Send`.
+        while let Some(frame) = body.frame().await.map(Result::ok) {
+            let Some(frame) = frame else { return false };
+            if let Some(data) = frame.data_ref() {
+                let n = data.remaining() as u64;
+                if n > left {
+                    return false;
+                }
+                left -= n;
+            }
+        }
+        true
+    };
+    let drained = tokio::time::timeout(DRAIN_MAX_TIME, all)
+        .await
+        .unwrap_or(false);
+    tracing::debug!(
+        drained,
+        bytes = max - left,
+        "wxlogin: over-limit body read before the 413"
+    );
+}
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -448,6 +485,13 @@ where
         Ok((token, state))
     }
 
+    /// The body, at most `body_limit` bytes of it; over that, `413`.
+    ///
+    /// The 413 goes out once the rest of the body has been read and dropped
+    /// (up to [`DRAIN_MAX_BYTES`] within [`DRAIN_MAX_TIME`]): closing a
+    /// connection with unread bytes resets it, and a client still sending
+    /// then fails on its write and never reads the answer. A client that
+    /// waits for `100 Continue` has sent nothing yet, so it is answered at once.
     async fn read_body<B>(&self, req: Request<B>) -> Result<Bytes, Rejection>
     where
         B: Body + Send + 'static,
@@ -458,22 +502,45 @@ where
             self.reject(ErrorCode::BadRequest, "the request body is too large")
                 .with_status(StatusCode::PAYLOAD_TOO_LARGE)
         };
+        let limit = self.body_limit;
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.body_limit as u64) {
+        let awaits_continue = req
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let mut body = std::pin::pin!(req.into_body());
+        if let Some(declared) = declared.filter(|&n| n > limit as u64) {
+            if !awaits_continue && declared <= DRAIN_MAX_BYTES {
+                drain(body, declared).await;
+            }
             return Err(too_large());
         }
-        match Limited::new(req.into_body(), self.body_limit)
-            .collect()
-            .await
-        {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-            Err(_) => Err(self.reject(ErrorCode::BadRequest, "the request body could not be read")),
+        let mut read = Vec::new();
+        while let Some(frame) = body.frame().await.map(Result::ok) {
+            let Some(frame) = frame else {
+                return Err(
+                    self.reject(ErrorCode::BadRequest, "the request body could not be read")
+                );
+            };
+            let Ok(mut data) = frame.into_data() else {
+                continue; // trailers
+            };
+            if read.len() + data.remaining() > limit {
+                drain(body, DRAIN_MAX_BYTES).await;
+                return Err(too_large());
+            }
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                read.extend_from_slice(chunk);
+                let n = chunk.len();
+                data.advance(n);
+            }
         }
+        Ok(Bytes::from(read))
     }
 
     /// The login code from a JSON body, whatever its content type.
