@@ -112,6 +112,8 @@ pub(crate) struct Shared<T> {
     pub(crate) body_limit: usize,
     pub(crate) single_session: bool,
     pub(crate) login_limit: crate::limit::LoginLimiter,
+    /// Every configured app's bit, the mask of [`WxLogin::layer`].
+    pub(crate) all_apps: u64,
 }
 
 impl<T> Shared<T> {
@@ -214,8 +216,74 @@ where
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// It takes the sessions of every configured app (see
+    /// [`WxLoginBuilder::add_app`]); [`WxLogin::layer_for`] takes one app's.
+    /// A session of an app this login does not serve (another deployment on
+    /// the same store and key) is `401 invalid_token` everywhere.
     pub fn layer(&self) -> WxLoginLayer<T> {
-        WxLoginLayer::new(self.shared.clone(), false)
+        WxLoginLayer::new(self.shared.clone(), false, self.shared.all_apps)
+    }
+
+    /// The layer for routes of one mini program: a session of another
+    /// configured app is `401 invalid_token` (with `relogin: true`), as if
+    /// unknown. `None` if the app id was not configured.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{routing::get, Router};
+    /// use wxlogin::WxLogin;
+    ///
+    /// let wx = WxLogin::builder()
+    ///     .app_id("wx_shop_00000000").app_secret("shop-secret")
+    ///     .add_app("wx_game_00000000", "game-secret")
+    ///     .build()?;
+    /// let shop_api = Router::new()
+    ///     .route("/api/shop/orders", get(|| async { "[]" }))
+    ///     .layer(wx.layer_for("wx_shop_00000000").expect("configured")); // shop sessions only
+    /// let both = Router::new()
+    ///     .route("/api/profile", get(|| async { "{}" }))
+    ///     .layer(wx.layer()); // either app's sessions
+    /// let app: Router = shop_api.merge(both);
+    /// assert!(wx.layer_for("wx_unknown").is_none());
+    /// # let _ = app;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn layer_for(&self, app_id: &str) -> Option<WxLoginLayer<T>> {
+        let bit = self.app_mask(app_id)?;
+        Some(WxLoginLayer::new(self.shared.clone(), false, bit))
+    }
+
+    /// [`WxLogin::optional_layer`] for one mini program's routes: no token
+    /// passes anonymously, a session of another app is refused as
+    /// [`WxLogin::layer_for`] refuses it (the extractors answer its 401).
+    /// `None` if the app id was not configured.
+    ///
+    /// ```
+    /// use axum::{routing::get, Router};
+    /// use wxlogin::{WxLogin, WxUser};
+    ///
+    /// let wx = WxLogin::builder()
+    ///     .app_id("wx_shop_00000000").app_secret("shop-secret")
+    ///     .add_app("wx_game_00000000", "game-secret")
+    ///     .build()?;
+    /// let home = Router::new()
+    ///     .route("/game/home", get(|u: Option<WxUser>| async move { format!("{}", u.is_some()) }))
+    ///     .layer(wx.optional_layer_for("wx_game_00000000").expect("configured"));
+    /// # let _: Router = home;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn optional_layer_for(&self, app_id: &str) -> Option<WxLoginLayer<T>> {
+        let bit = self.app_mask(app_id)?;
+        Some(WxLoginLayer::new(self.shared.clone(), true, bit))
+    }
+
+    /// The mask bit of a configured app.
+    fn app_mask(&self, app_id: &str) -> Option<u64> {
+        let i = self.shared.apps.iter().position(|a| a.app_id == app_id)?;
+        Some(1u64 << i)
     }
 
     /// The layer that lets requests without a token through anonymously.
@@ -253,7 +321,7 @@ where
     /// # }
     /// ```
     pub fn optional_layer(&self) -> WxLoginLayer<T> {
-        WxLoginLayer::new(self.shared.clone(), true)
+        WxLoginLayer::new(self.shared.clone(), true, self.shared.all_apps)
     }
 
     /// The login route: `POST {"code"}` → `{"token","expires_in","openid","unionid"}`.
@@ -1026,6 +1094,12 @@ impl<T> WxLoginBuilder<T> {
             if apps.iter().any(|a| a.app_id == id) {
                 return Err(invalid("add_app", "an app id is configured twice"));
             }
+            if apps.len() == crate::session::MAX_APPS {
+                return Err(invalid(
+                    "add_app",
+                    "at most 64 apps are served by one login",
+                ));
+            }
             apps.push(App { app_id: id, secret });
         }
         if crate::wechat::parse_api_base(&self.api_base).is_none() {
@@ -1102,6 +1176,7 @@ impl<T> WxLoginBuilder<T> {
             })
             .collect();
         let api = apis[0].1.clone();
+        let app_count = apps.len();
         let idle_timeout_ms = self.idle_timeout.map(|d| d.as_millis().max(1) as u64);
         // A session ends between `idle` and `idle + refresh` after its last
         // use, and costs one store write per refresh interval while in use.
@@ -1133,6 +1208,7 @@ impl<T> WxLoginBuilder<T> {
             body_limit: self.body_limit,
             single_session: self.single_session,
             login_limit: crate::limit::LoginLimiter::new(self.login_concurrency, self.login_rate),
+            all_apps: crate::session::all_apps(app_count),
         });
         let weak = Arc::downgrade(&shared);
         shared
