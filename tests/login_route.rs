@@ -215,6 +215,18 @@ async fn bad_bodies_are_400_bad_request_without_calling_wechat() {
         ),
         ("code with a newline", r#"{"code":"abc\ndef"}"#.to_owned()),
         ("non-ASCII code", r#"{"code":"кодкод"}"#.to_owned()),
+        // Not the shape of a wx.login() code (32 letters and digits): refused
+        // before any jscode2session call, which would cost WeChat quota.
+        ("a 15-character code", r#"{"code":"0716AVll20uHk94"}"#.to_owned()),
+        ("the devtools' mock code", r#"{"code":"the code is a mock one"}"#.to_owned()),
+        ("a code with a '+'", r#"{"code":"0716AVll20uHk94S+Dml27etM946AVlq"}"#.to_owned()),
+        ("a code with a '/'", r#"{"code":"0716AVll20uHk94S/Dml27etM946AVlq"}"#.to_owned()),
+        ("a code with '='", r#"{"code":"0716AVll20uHk94SLDml27etM946AV=="}"#.to_owned()),
+        ("a code with '&'", r#"{"code":"0716AVll20uHk94S&appid=wx0000000000"}"#.to_owned()),
+        ("a code with '%'", r#"{"code":"0716AVll20uHk94S%26Dml27etM946AVlq"}"#.to_owned()),
+        ("a code with a quote", r#"{"code":"0716AVll20uHk94S'Dml27etM946AVlq"}"#.to_owned()),
+        ("a code with a dot", r#"{"code":"0716AVll20uHk94S.Dml27etM946AVlq"}"#.to_owned()),
+        ("129 characters", json!({ "code": "a".repeat(129) }).to_string()),
     ];
     for (what, body) in bodies {
         let reply = post(&base, Some("application/json"), body).await;
@@ -222,6 +234,22 @@ async fn bad_bodies_are_400_bad_request_without_calling_wechat() {
         assert_rejection(&reply, 400, "bad_request", false);
     }
     assert_eq!(fake.code2session_calls(), 0, "a bad body reached WeChat");
+
+    // Every real code seen has this shape, and so do the fake's: accepted
+    // (WeChat then says whether it is valid), as is the whole margin kept
+    // around it (16 to 128 letters, digits, `-` and `_`).
+    for code in [
+        "0716AVll20uHk94SLDml27etM946AVlq".to_owned(),
+        "081HonW91tM3MN1NizW91F0mW91HonWu".to_owned(),
+        "a".repeat(16),
+        "A-b_0".repeat(25) + "xyz",
+    ] {
+        let reply = login_code(&base, &code).await;
+        assert_rejection(&reply, 400, "invalid_code", true);
+    }
+    assert_eq!(fake.code2session_calls(), 4);
+    let code = fake.mint_code("o-alice");
+    assert!(code.len() == 32 && code.bytes().all(|b| b.is_ascii_alphanumeric()), "{code}");
 }
 
 #[tokio::test]
