@@ -23,6 +23,14 @@ use crate::Secret;
 /// The default WeChat API base URL.
 pub const DEFAULT_API_BASE: &str = "https://api.weixin.qq.com";
 
+/// Code exchanges per second one client may start by default (and as many
+/// at once): twice the ten a second that many users behind one carrier NAT
+/// may need.
+const DEFAULT_CLIENT_RATE: u32 = 20;
+
+/// Code exchanges one client may have in flight by default.
+const DEFAULT_CLIENT_CONCURRENCY: usize = 16;
+
 type HookFuture<T> = Pin<Box<dyn Future<Output = Result<T, LoginError>> + Send>>;
 pub(crate) type Hook<T> = Arc<dyn Fn(Identity) -> HookFuture<T> + Send + Sync>;
 
@@ -112,6 +120,8 @@ pub(crate) struct Shared<T> {
     pub(crate) body_limit: usize,
     pub(crate) single_session: bool,
     pub(crate) login_limit: crate::limit::LoginLimiter,
+    /// The app's own client key for the login limits, if it set one.
+    pub(crate) client_key_fn: Option<crate::limit::ClientKeyFn>,
     /// Every configured app's bit, the mask of [`WxLogin::layer`].
     pub(crate) all_apps: u64,
 }
@@ -591,6 +601,9 @@ pub struct WxLoginBuilder<T> {
     single_session: bool,
     login_concurrency: usize,
     login_rate: u32,
+    login_client_rate: u32,
+    login_client_concurrency: usize,
+    client_key: Option<crate::limit::ClientKeyFn>,
 }
 
 impl<T> std::fmt::Debug for WxLoginBuilder<T> {
@@ -631,6 +644,9 @@ impl WxLoginBuilder<()> {
             single_session: false,
             login_concurrency: 256,
             login_rate: 500,
+            login_client_rate: DEFAULT_CLIENT_RATE,
+            login_client_concurrency: DEFAULT_CLIENT_CONCURRENCY,
+            client_key: None,
         }
     }
 }
@@ -974,6 +990,83 @@ impl<T> WxLoginBuilder<T> {
         self
     }
 
+    /// Caps code exchanges per second from one client (default 20, with a
+    /// burst of as many; 0 turns the per-client limits off). Over it, that
+    /// client gets `429 rate_limited` with `Retry-After`, and uses none of
+    /// the global budget ([`WxLoginBuilder::login_rate`]), so other clients
+    /// keep logging in. A client is the peer address by default; see
+    /// [`WxLoginBuilder::login_client_key`] for what that needs.
+    ///
+    /// Many users can share one address (a carrier's NAT, an office): keep
+    /// the rate well above what one address's real users need. Each
+    /// instance counts its own clients.
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .login_client_rate(50) // a campus behind one address
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn login_client_rate(mut self, per_second: u32) -> Self {
+        self.login_client_rate = per_second;
+        self
+    }
+
+    /// Caps code exchanges one client may have in flight at once (default
+    /// 16, a share of [`WxLoginBuilder::login_concurrency`]).
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .login_client_concurrency(4)
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn login_client_concurrency(mut self, max: usize) -> Self {
+        self.login_client_concurrency = max;
+        self
+    }
+
+    /// Who a login comes from, for the per-client limits, when the peer
+    /// address is not the client (behind a reverse proxy or a load balancer
+    /// every request comes from the proxy). The closure sees the request's
+    /// head and returns the key, or `None` to use the peer address.
+    ///
+    /// Read only what the proxy sets and the client cannot forge: with one
+    /// proxy that appends the client address to `X-Forwarded-For`, that is
+    /// the last entry (earlier ones are the client's own claims).
+    ///
+    /// Without this, the key is the connection's peer address, which the
+    /// server must put in the request extensions: axum does with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` (feature
+    /// `axum`, on by default); a hyper app inserts the `SocketAddr` it got
+    /// from `accept()` (`req.extensions_mut().insert(peer)`). With neither,
+    /// only the global limits apply, and a warning says so once.
+    ///
+    /// ```
+    /// use std::net::IpAddr;
+    /// use wxlogin::{ClientKey, WxLogin};
+    ///
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     // Behind one nginx with `proxy_add_x_forwarded_for`.
+    ///     .login_client_key(|parts| {
+    ///         let xff = parts.headers.get("x-forwarded-for")?.to_str().ok()?;
+    ///         let last = xff.rsplit(',').next()?.trim();
+    ///         last.parse::<IpAddr>().ok().map(ClientKey::from)
+    ///     })
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn login_client_key<F>(mut self, key: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Option<crate::ClientKey> + Send + Sync + 'static,
+    {
+        self.client_key = Some(Arc::new(key));
+        self
+    }
+
     /// Re-renders every rejection (layer, extractors, login, logout) into the
     /// app's own envelope. `WWW-Authenticate`, `Retry-After` and
     /// `Content-Type: application/json` are added unless the renderer set them.
@@ -1046,6 +1139,9 @@ impl<T> WxLoginBuilder<T> {
             single_session: self.single_session,
             login_concurrency: self.login_concurrency,
             login_rate: self.login_rate,
+            login_client_rate: self.login_client_rate,
+            login_client_concurrency: self.login_client_concurrency,
+            client_key: self.client_key,
         }
     }
 
@@ -1128,6 +1224,9 @@ impl<T> WxLoginBuilder<T> {
         if self.login_concurrency == 0 {
             return Err(invalid("login_concurrency", "must be at least 1"));
         }
+        if self.login_client_concurrency == 0 {
+            return Err(invalid("login_client_concurrency", "must be at least 1"));
+        }
         if self.wechat_attempts == 0 {
             return Err(invalid("wechat_attempts", "must be at least 1"));
         }
@@ -1207,7 +1306,15 @@ impl<T> WxLoginBuilder<T> {
             renderer: self.renderer,
             body_limit: self.body_limit,
             single_session: self.single_session,
-            login_limit: crate::limit::LoginLimiter::new(self.login_concurrency, self.login_rate),
+            login_limit: crate::limit::LoginLimiter::new(
+                self.login_concurrency,
+                self.login_rate,
+                crate::limit::ClientLimits {
+                    per_second: self.login_client_rate,
+                    concurrency: self.login_client_concurrency,
+                },
+            ),
+            client_key_fn: self.client_key,
             all_apps: crate::session::all_apps(app_count),
         });
         let weak = Arc::downgrade(&shared);

@@ -25,6 +25,7 @@ use tracing::Instrument as _;
 
 use crate::config::Shared;
 use crate::error::{ErrorCode, LoginError, Rejection};
+use crate::limit::{ClientKey, Refused};
 use crate::session::{now_ms, Identity, SessionRecord, SessionState};
 use crate::store::StoreId;
 use crate::wechat::WeChatError;
@@ -331,18 +332,29 @@ where
                 .reject(ErrorCode::BadRequest, "log in with POST")
                 .with_status(StatusCode::METHOD_NOT_ALLOWED));
         }
-        let body = self.read_body(req).await?;
+        let (parts, body) = req.into_parts();
+        let client = self.client_key(&parts)?;
+        let body = self.read_body(Request::from_parts(parts, body)).await?;
         let (code, appid) =
             parse_login_request(&body).map_err(|msg| self.reject(ErrorCode::BadRequest, msg))?;
         let app = self.pick_app(route_app, appid.as_deref())?;
 
-        let _permit = self.login_limit.admit().map_err(|why| {
-            tracing::warn!(limit = ?why, "wxlogin: login over the server's limit");
+        // After the body: a bad request uses none of the limits.
+        let _permit = self.login_limit.admit(client).map_err(|why| {
+            match why {
+                Refused::ClientRate(_) | Refused::ClientConcurrency => tracing::info!(
+                    limit = ?why,
+                    "wxlogin: login over its client's limit (behind a proxy, set login_client_key)"
+                ),
+                Refused::Rate | Refused::Concurrency => {
+                    tracing::warn!(limit = ?why, "wxlogin: login over the server's limit")
+                }
+            }
             self.reject(
                 ErrorCode::RateLimited,
                 "too many logins at once; retry in a moment",
             )
-            .with_retry_after(1)
+            .with_retry_after(why.retry_after())
         })?;
         let started = Instant::now();
         let exchanged = self
@@ -557,7 +569,22 @@ where
         Ok(Bytes::from(read))
     }
 
-    /// The login code from a JSON body, whatever its content type.
+    /// Who the login comes from: the app's key, else the peer address the
+    /// server put in the extensions, else nobody (global limits only). A
+    /// panicking key closure is an app bug, answered like a panicking hook.
+    fn client_key(&self, parts: &http::request::Parts) -> Result<Option<ClientKey>, Rejection> {
+        let own = match &self.client_key_fn {
+            Some(key) => {
+                std::panic::catch_unwind(AssertUnwindSafe(|| key(parts))).map_err(|_| {
+                    tracing::error!("wxlogin: the login_client_key closure panicked");
+                    self.reject(ErrorCode::Misconfigured, "the server's login limits failed")
+                })?
+            }
+            None => None,
+        };
+        Ok(own.or_else(|| crate::limit::peer_key(parts)))
+    }
+
     /// Which configured app a login is for: the route's, else the body's
     /// `appid`, else the default.
     fn pick_app(

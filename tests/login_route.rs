@@ -217,16 +217,46 @@ async fn bad_bodies_are_400_bad_request_without_calling_wechat() {
         ("non-ASCII code", r#"{"code":"кодкод"}"#.to_owned()),
         // Not the shape of a wx.login() code (32 letters and digits): refused
         // before any jscode2session call, which would cost WeChat quota.
-        ("a 15-character code", r#"{"code":"0716AVll20uHk94"}"#.to_owned()),
-        ("the devtools' mock code", r#"{"code":"the code is a mock one"}"#.to_owned()),
-        ("a code with a '+'", r#"{"code":"0716AVll20uHk94S+Dml27etM946AVlq"}"#.to_owned()),
-        ("a code with a '/'", r#"{"code":"0716AVll20uHk94S/Dml27etM946AVlq"}"#.to_owned()),
-        ("a code with '='", r#"{"code":"0716AVll20uHk94SLDml27etM946AV=="}"#.to_owned()),
-        ("a code with '&'", r#"{"code":"0716AVll20uHk94S&appid=wx0000000000"}"#.to_owned()),
-        ("a code with '%'", r#"{"code":"0716AVll20uHk94S%26Dml27etM946AVlq"}"#.to_owned()),
-        ("a code with a quote", r#"{"code":"0716AVll20uHk94S'Dml27etM946AVlq"}"#.to_owned()),
-        ("a code with a dot", r#"{"code":"0716AVll20uHk94S.Dml27etM946AVlq"}"#.to_owned()),
-        ("129 characters", json!({ "code": "a".repeat(129) }).to_string()),
+        (
+            "a 15-character code",
+            r#"{"code":"0716AVll20uHk94"}"#.to_owned(),
+        ),
+        (
+            "the devtools' mock code",
+            r#"{"code":"the code is a mock one"}"#.to_owned(),
+        ),
+        (
+            "a code with a '+'",
+            r#"{"code":"0716AVll20uHk94S+Dml27etM946AVlq"}"#.to_owned(),
+        ),
+        (
+            "a code with a '/'",
+            r#"{"code":"0716AVll20uHk94S/Dml27etM946AVlq"}"#.to_owned(),
+        ),
+        (
+            "a code with '='",
+            r#"{"code":"0716AVll20uHk94SLDml27etM946AV=="}"#.to_owned(),
+        ),
+        (
+            "a code with '&'",
+            r#"{"code":"0716AVll20uHk94S&appid=wx0000000000"}"#.to_owned(),
+        ),
+        (
+            "a code with '%'",
+            r#"{"code":"0716AVll20uHk94S%26Dml27etM946AVlq"}"#.to_owned(),
+        ),
+        (
+            "a code with a quote",
+            r#"{"code":"0716AVll20uHk94S'Dml27etM946AVlq"}"#.to_owned(),
+        ),
+        (
+            "a code with a dot",
+            r#"{"code":"0716AVll20uHk94S.Dml27etM946AVlq"}"#.to_owned(),
+        ),
+        (
+            "129 characters",
+            json!({ "code": "a".repeat(129) }).to_string(),
+        ),
     ];
     for (what, body) in bodies {
         let reply = post(&base, Some("application/json"), body).await;
@@ -249,7 +279,10 @@ async fn bad_bodies_are_400_bad_request_without_calling_wechat() {
     }
     assert_eq!(fake.code2session_calls(), 4);
     let code = fake.mint_code("o-alice");
-    assert!(code.len() == 32 && code.bytes().all(|b| b.is_ascii_alphanumeric()), "{code}");
+    assert!(
+        code.len() == 32 && code.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{code}"
+    );
 }
 
 #[tokio::test]
