@@ -342,7 +342,8 @@ where
         // After the body: a bad request uses none of the limits.
         let _permit = self.login_limit.admit(client).map_err(|why| {
             match why {
-                Refused::ClientRate(_) | Refused::ClientConcurrency => tracing::info!(
+                // Per request of a flood: the route's own log line says it already.
+                Refused::ClientRate(_) | Refused::ClientConcurrency => tracing::debug!(
                     limit = ?why,
                     "wxlogin: login over its client's limit (behind a proxy, set login_client_key)"
                 ),
