@@ -276,7 +276,8 @@ where
 /// content type), or the `bad_request` message saying what is wrong.
 ///
 /// A code has the shape of a WeChat code ([`has_code_shape`]); `appid` is
-/// checked as [`parse_login_request`] does, other fields are ignored. (The route itself uses [`parse_login_request`].)
+/// checked as [`parse_login_request`] does, other fields are ignored. (The
+/// route itself uses [`parse_login_request`].)
 #[cfg(feature = "fuzzing")]
 pub(crate) fn parse_login_body(body: &[u8]) -> Result<String, &'static str> {
     parse_login_request(body).map(|(code, _)| code)
