@@ -466,6 +466,66 @@ async fn demo_token_key_from_env_signs_tokens() {
     let (status, stderr) = run_to_exit("demo", &[("WXLOGIN_TOKEN_KEY", "abcd")]);
     assert!(!status.success(), "demo started with a 4-byte key");
     assert!(stderr.contains("token_key"), "stderr: {stderr}");
+    // So do 16 hex digits (64 bits, short of 128) and a long key that is not hex.
+    for key in ["0123456789abcdef", "not-hex-but-long-enough-0123456789-zz"] {
+        let (status, stderr) = run_to_exit("demo", &[("WXLOGIN_TOKEN_KEY", key)]);
+        assert!(!status.success(), "demo started with the key {key:?}");
+        assert!(stderr.contains("token_key"), "stderr: {stderr}");
+        assert!(!stderr.contains(key), "the key is printed: {stderr}");
+    }
+}
+
+/// The demo serves with connection info, so its login limits are per
+/// client by default: a burst from one loopback address over a client's
+/// share (20) is refused with 429 and `Retry-After`, and another address
+/// logs in meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_limits_logins_per_client_address() {
+    let demo = Example::start("demo", &[]);
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let flooder = from("127.0.0.2");
+    let url = format!("{}/wx/login", demo.base);
+    let burst: Vec<_> = (0..60)
+        .map(|i| {
+            let (flooder, url) = (flooder.clone(), url.clone());
+            // Codes of the real shape that WeChat does not know.
+            let code = format!("{i:0>2}1HonW91tM3MN1NizW91F0mW91HonWu")[..32].to_owned();
+            tokio::spawn(async move {
+                let res = flooder
+                    .post(url)
+                    .body(json!({ "code": code }).to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                let retry = res.headers().get("retry-after").is_some();
+                let (status, body) = status_json(res).await;
+                (status, retry, body)
+            })
+        })
+        .collect();
+    let mut limited = 0;
+    for b in burst {
+        let (status, retry, body) = b.await.unwrap();
+        match status {
+            429 => {
+                assert!(retry, "{body}");
+                assert_eq!(body["error"], "rate_limited");
+                limited += 1;
+            }
+            400 => assert_eq!(body["error"], "invalid_code"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(limited >= 30, "only {limited} of 60 refused");
+    let other = from("127.0.0.3");
+    let reply = demo.login(&other, "o-elsewhere", None).await;
+    assert_eq!(reply["openid"], "o-elsewhere");
 }
 
 // ---------------------------------------------------------------- hyper

@@ -51,6 +51,8 @@ const ATTEMPTS: u32 = 3;
 const MARGIN: Duration = Duration::from_secs(5);
 /// The largest reply the client reads (the builder's fixed 64 KiB).
 const MAX_REPLY: usize = 64 * 1024;
+/// A code of the real shape, for WeChats that answer whatever it is.
+const ANY_CODE: &str = "0716AVll20uHk94SLDml27etM946AVlq";
 
 // ---------------------------------------------------------------- panic count
 
@@ -402,7 +404,7 @@ async fn an_endless_reply_is_cut_off_at_the_read_limit() {
     )
     .await;
     let rig = rig_for(raw.base.clone()).await;
-    let reply = rig.login("any-code").await;
+    let reply = rig.login(ANY_CODE).await;
     assert_row(
         "endless chunked reply",
         &reply,
@@ -430,7 +432,7 @@ async fn a_declared_huge_length_is_refused_before_reading_the_body() {
     )
     .await;
     let rig = rig_for(raw.base.clone()).await;
-    let reply = rig.login("any-code").await;
+    let reply = rig.login(ANY_CODE).await;
     assert_row(
         "1 GiB content-length",
         &reply,
@@ -459,7 +461,7 @@ async fn a_reply_dripping_one_byte_at_a_time_times_out_at_each_attempts_limit() 
     )
     .await;
     let rig = rig_for(raw.base.clone()).await;
-    let reply = rig.login("any-code").await;
+    let reply = rig.login(ANY_CODE).await;
     assert_row("dripping body", &reply, 503, "wechat_unavailable", false);
     assert_eq!(
         raw.connections.load(Ordering::SeqCst),
@@ -643,7 +645,7 @@ async fn a_wechat_that_is_not_listening_is_503() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let rig = rig_for(base).await;
-    let reply = rig.login("any-code").await;
+    let reply = rig.login(ANY_CODE).await;
     assert_row(
         "connection refused",
         &reply,
@@ -827,5 +829,134 @@ async fn a_5xx_with_a_json_body_is_503_whatever_the_body_says() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.body["openid"], "o-alice", "the 500's body was used");
     assert_eq!(rig.creates(), 1);
+    assert_no_panic();
+}
+
+// ---------------------------------------------------------------- redirects and numbers
+
+/// A second loopback listener that must never be reached: it counts the
+/// connections it accepts (and answers a success, so that a client that
+/// followed a redirect to it would visibly log in).
+struct Trap {
+    base: String,
+    connections: Arc<AtomicUsize>,
+}
+
+async fn trap() -> Trap {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let body = r#"{"openid":"o-mallory","session_key":"a2V5a2V5a2V5a2V5a2V5aw==","access_token":"AT-stolen","expires_in":7200}"#;
+                let _ = stream
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    Trap { base, connections }
+}
+
+/// A WeChat that answers every request with `status` and `Location: target`
+/// plus the path and query it was asked for (what a hijacked API base would send).
+async fn redirecting_wechat(status: u16, target: String) -> String {
+    let app = Router::new().fallback(move |uri: axum::http::Uri| {
+        let target = target.clone();
+        async move {
+            let location = format!(
+                "{target}{}",
+                uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+            );
+            (
+                axum::http::StatusCode::from_u16(status).unwrap(),
+                [(axum::http::header::LOCATION, location)],
+                "",
+            )
+        }
+    });
+    serve(app).await
+}
+
+#[tokio::test]
+async fn a_redirect_from_wechat_is_never_followed() {
+    // A 3xx from the API base would re-send the request, and its query holds
+    // the app secret, to wherever it points. None is followed; each is a
+    // final `wechat_unavailable`, and the target never sees a connection.
+    count_panics();
+    for status in [301, 302, 303, 307, 308] {
+        let trap = trap().await;
+        let base = redirecting_wechat(status, trap.base.clone()).await;
+        let rig = rig_for(base.clone()).await;
+        let reply = rig.login("0716AVll20uHk94SLDml27etM946AVlq").await;
+        let what = format!("{status} redirect");
+        assert_row(&what, &reply, 503, "wechat_unavailable", false);
+        rig.assert_nothing_stored(&what);
+
+        // The access token call (the secret in a POST body) does not follow either.
+        let store = CountingStore::new();
+        let wx = builder(base, &store).build().unwrap();
+        let err = wx.access_token().await.unwrap_err();
+        assert!(
+            matches!(err, wxlogin::WeChatApiError::Unavailable { .. }),
+            "{what}: {err:?}"
+        );
+        assert_eq!(
+            trap.connections.load(Ordering::SeqCst),
+            0,
+            "{what}: followed"
+        );
+    }
+    assert_no_panic();
+}
+
+/// A WeChat whose `stable_token` answers `expires_in` as the given JSON
+/// number text; counts the calls.
+async fn stable_token_wechat(expires_in: &'static str) -> (String, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let app = Router::new().route(
+        "/cgi-bin/stable_token",
+        axum::routing::post(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/plain")],
+                    format!(r#"{{"access_token":"AT-huge-lifetime","expires_in":{expires_in}}}"#),
+                )
+            }
+        }),
+    );
+    (serve(app).await, calls)
+}
+
+#[tokio::test]
+async fn a_huge_expires_in_is_clamped_not_overflowed() {
+    // Tests run in debug builds, where `expires_in * 1000` on u64::MAX panics.
+    count_panics();
+    for expires_in in ["18446744073709551615", "18446744073709551", "0"] {
+        let (base, calls) = stable_token_wechat(expires_in).await;
+        let store = CountingStore::new();
+        let wx = builder(base, &store).build().unwrap();
+        let token = wx.access_token().await.expect(expires_in);
+        assert_eq!(token.expose(), "AT-huge-lifetime");
+        // Cached: the clamped lifetime is still in the future.
+        wx.access_token().await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "expires_in {expires_in}");
+    }
     assert_no_panic();
 }

@@ -93,6 +93,9 @@ impl SessionStore for GatedLoads {
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         self.inner.delete_user(openid)
     }
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
 }
 
 /// Requests whose handling is under way and waiting (the first poll of the

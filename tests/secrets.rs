@@ -412,3 +412,75 @@ async fn debug_output_prints_no_secret() {
     assert!(!text.contains(&key) && !text.contains(&token), "{text}");
     assert!(text.contains("o-alice"), "{text}");
 }
+
+#[tokio::test]
+async fn an_errmsg_echoing_the_secret_or_the_code_is_logged_redacted() {
+    // WeChat's errmsg can quote the request. Whatever it quotes of the app
+    // secret (whole or a part) or of the login code is redacted before the
+    // message is logged or handed to the app.
+    let capture = capture();
+    let secret = "echoed-app-secret-5f0c1e9d2b7a";
+    let fake = FakeWeChat::start(APP_ID, secret).await.unwrap();
+    let wx = build(&fake, secret);
+    let base = serve(app(&wx)).await;
+    let client = reqwest::Client::new();
+    let code = fake.mint_code("o-echo");
+    fake.push_reply(FakeReply::Body(format!(
+        r#"{{"errcode":40125,"errmsg":"invalid appsecret {secret}, js_code {code}, prefix {} hints: [ rid: 6512c1f0-echo ]"}}"#,
+        &secret[..14]
+    )));
+    let (status, body) = send(
+        client
+            .post(format!("{base}/wx/login"))
+            .json(&json!({ "code": code })),
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("misconfigured"), "{body}");
+
+    // The access token path: stable_token refuses with the same echo.
+    let stub = Router::new().route(
+        "/cgi-bin/stable_token",
+        axum::routing::post(move || async move {
+            format!(
+                r#"{{"errcode":40125,"errmsg":"invalid appsecret {secret} rid: 6512c1f0-token"}}"#
+            )
+        }),
+    );
+    let stub_base = serve(stub).await;
+    let wx = WxLogin::builder()
+        .app_id(APP_ID)
+        .app_secret(secret)
+        .api_base(stub_base)
+        .build()
+        .unwrap();
+    let err = wx.access_token().await.unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert_eq!(err.errcode(), Some(40125), "{text}");
+    assert!(
+        text.contains("[redacted]") && text.contains("6512c1f0-token"),
+        "{text}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let logs = capture.text();
+    let ours: Vec<&str> = logs.lines().filter(|l| l.contains("6512c1f0")).collect();
+    assert!(
+        ours.iter()
+            .any(|l| l.contains("40125") && l.contains("-echo")),
+        "the refusal is logged:\n{logs}"
+    );
+    for line in &ours {
+        for (what, leaked) in [
+            ("secret", secret),
+            ("secret prefix", &secret[..14]),
+            ("code", &code),
+        ] {
+            assert!(
+                !line.contains(leaked),
+                "a log line holds the {what}: {line}"
+            );
+        }
+    }
+    assert!(!text.contains(&secret[..14]), "{text}");
+}
