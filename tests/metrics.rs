@@ -56,6 +56,9 @@ impl SessionStore for FailingLoads {
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         self.0.delete_user(openid)
     }
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 const KEY: &str = "metrics-test-token-key-0123456789";
