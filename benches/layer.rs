@@ -251,6 +251,9 @@ impl SessionStore for CountingLoads {
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         self.inner.delete_user(openid)
     }
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
 }
 
 fn single_threaded(c: &mut Criterion, full: bool, fake: &FakeWeChat) {

@@ -9,7 +9,7 @@
 //! | `WX_API_BASE` | WeChat API base URL (default `https://api.weixin.qq.com`) |
 //! | `WXLOGIN_BIND` | listen address, default `127.0.0.1:3000` |
 //! | `WXLOGIN_REDIS_URL` | use the Redis store at this URL (sessions shared by every demo process) |
-//! | `WXLOGIN_TOKEN_KEY` | token MAC key, hex |
+//! | `WXLOGIN_TOKEN_KEY` | token MAC key, hex of at least 32 digits (`openssl rand -hex 32`) |
 //! | `WXLOGIN_SESSION_TTL` | session lifetime in seconds |
 //!
 //! Routes: `POST /wx/login`, `POST /wx/logout`, `GET /api/me`, and, for
@@ -104,6 +104,11 @@ async fn main() {
         .app_secret(secret)
         .api_base(api_base);
     if let Some(key) = env("WXLOGIN_TOKEN_KEY") {
+        // Hex, as documented: a typo'd or pasted non-hex value fails here
+        // rather than becoming a weaker key. The hex text itself is the MAC key.
+        if !key.len().is_multiple_of(2) || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            fail("WXLOGIN_TOKEN_KEY must be hex (e.g. `openssl rand -hex 32`); the token_key is refused");
+        }
         builder = builder.token_key(key);
     }
     if let Some(url) = env("WXLOGIN_REDIS_URL") {
@@ -159,12 +164,16 @@ async fn main() {
     let addr = listener.local_addr().expect("bound address");
     println!("listening on http://{addr}");
     tracing::info!("demo: routes POST /wx/login, POST /wx/logout, GET /api/me, GET /api/check, POST /api/phone, POST /api/decrypt, POST /api/werun");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .unwrap_or_else(|e| fail(&format!("server error: {e}")));
+    // With each connection's peer address, the key of the per-client login limits.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .unwrap_or_else(|e| fail(&format!("server error: {e}")));
 }
 
 async fn me(user: WxUser<DemoUser>) -> Json<serde_json::Value> {

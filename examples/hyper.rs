@@ -11,6 +11,9 @@
 //!
 //! Routes: `POST /wx/login`, `POST /wx/logout`, `GET /api/me`.
 //!
+//! Each request carries its connection's peer address (`SocketAddr`) in its
+//! extensions: the client key of the login route's per-client limits.
+//!
 //! ```text
 //! $ cargo run --example hyper
 //! fake wechat on http://127.0.0.1:41234
@@ -142,10 +145,10 @@ async fn main() {
     let shutdown = tokio::signal::ctrl_c();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait, then go on.
                     tracing::warn!(error = %e, "hyper example: accept failed");
@@ -155,9 +158,15 @@ async fn main() {
             },
         };
         let router = router.clone();
+        // The peer address in each request's extensions: the client key of
+        // the per-client login limits (without it only the global ones apply).
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(peer);
+            hyper::service::Service::call(&router, req)
+        });
         tokio::spawn(async move {
             if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), router)
+                .serve_connection(TokioIo::new(stream), service)
                 .await
             {
                 tracing::debug!(error = %e, "hyper example: connection ended with an error");

@@ -197,12 +197,16 @@ async fn main() {
         .unwrap_or_else(|e| fail(&format!("cannot listen on {bind}: {e}")));
     let addr = listener.local_addr().expect("bound address");
     println!("listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .unwrap_or_else(|e| fail(&format!("server error: {e}")));
+    // With each connection's peer address, the key of the per-client login limits.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .unwrap_or_else(|e| fail(&format!("server error: {e}")));
     drop(fake);
 }
 

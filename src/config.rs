@@ -16,12 +16,20 @@ use crate::login::{LoginService, LogoutService};
 use crate::session::{Identity, SessionContext};
 use crate::store::cache::SessionCache;
 use crate::store::{Invalidation, MemoryStore, SessionStore, StoreError};
-use crate::token::{TokenKeys, MIN_KEY_LEN};
+use crate::token::{key_is_strong, TokenKeys, WEAK_KEY};
 use crate::wechat::{ClientConfig, WeChatApi, WeChatClient};
 use crate::Secret;
 
 /// The default WeChat API base URL.
 pub const DEFAULT_API_BASE: &str = "https://api.weixin.qq.com";
+
+/// Code exchanges per second one client may start by default (and as many
+/// at once): twice the ten a second that many users behind one carrier NAT
+/// may need.
+const DEFAULT_CLIENT_RATE: u32 = 20;
+
+/// Code exchanges one client may have in flight by default.
+const DEFAULT_CLIENT_CONCURRENCY: usize = 16;
 
 type HookFuture<T> = Pin<Box<dyn Future<Output = Result<T, LoginError>> + Send>>;
 pub(crate) type Hook<T> = Arc<dyn Fn(Identity) -> HookFuture<T> + Send + Sync>;
@@ -114,6 +122,10 @@ pub(crate) struct Shared<T> {
     /// The most sessions a user keeps; a login beyond it ends the oldest.
     pub(crate) max_sessions_per_user: usize,
     pub(crate) login_limit: crate::limit::LoginLimiter,
+    /// The app's own client key for the login limits, if it set one.
+    pub(crate) client_key_fn: Option<crate::limit::ClientKeyFn>,
+    /// Every configured app's bit, the mask of [`WxLogin::layer`].
+    pub(crate) all_apps: u64,
     /// This `Shared` itself, for store calls that finish after their caller
     /// gave up (they still drop from the cache what they ended).
     pub(crate) me: Weak<Shared<T>>,
@@ -222,8 +234,74 @@ where
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// It takes the sessions of every configured app (see
+    /// [`WxLoginBuilder::add_app`]); [`WxLogin::layer_for`] takes one app's.
+    /// A session of an app this login does not serve (another deployment on
+    /// the same store and key) is `401 invalid_token` everywhere.
     pub fn layer(&self) -> WxLoginLayer<T> {
-        WxLoginLayer::new(self.shared.clone(), false)
+        WxLoginLayer::new(self.shared.clone(), false, self.shared.all_apps)
+    }
+
+    /// The layer for routes of one mini program: a session of another
+    /// configured app is `401 invalid_token` (with `relogin: true`), as if
+    /// unknown. `None` if the app id was not configured.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{routing::get, Router};
+    /// use wxlogin::WxLogin;
+    ///
+    /// let wx = WxLogin::builder()
+    ///     .app_id("wx_shop_00000000").app_secret("shop-secret")
+    ///     .add_app("wx_game_00000000", "game-secret")
+    ///     .build()?;
+    /// let shop_api = Router::new()
+    ///     .route("/api/shop/orders", get(|| async { "[]" }))
+    ///     .layer(wx.layer_for("wx_shop_00000000").expect("configured")); // shop sessions only
+    /// let both = Router::new()
+    ///     .route("/api/profile", get(|| async { "{}" }))
+    ///     .layer(wx.layer()); // either app's sessions
+    /// let app: Router = shop_api.merge(both);
+    /// assert!(wx.layer_for("wx_unknown").is_none());
+    /// # let _ = app;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn layer_for(&self, app_id: &str) -> Option<WxLoginLayer<T>> {
+        let bit = self.app_mask(app_id)?;
+        Some(WxLoginLayer::new(self.shared.clone(), false, bit))
+    }
+
+    /// [`WxLogin::optional_layer`] for one mini program's routes: no token
+    /// passes anonymously, a session of another app is refused as
+    /// [`WxLogin::layer_for`] refuses it (the extractors answer its 401).
+    /// `None` if the app id was not configured.
+    ///
+    /// ```
+    /// use axum::{routing::get, Router};
+    /// use wxlogin::{WxLogin, WxUser};
+    ///
+    /// let wx = WxLogin::builder()
+    ///     .app_id("wx_shop_00000000").app_secret("shop-secret")
+    ///     .add_app("wx_game_00000000", "game-secret")
+    ///     .build()?;
+    /// let home = Router::new()
+    ///     .route("/game/home", get(|u: Option<WxUser>| async move { format!("{}", u.is_some()) }))
+    ///     .layer(wx.optional_layer_for("wx_game_00000000").expect("configured"));
+    /// # let _: Router = home;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn optional_layer_for(&self, app_id: &str) -> Option<WxLoginLayer<T>> {
+        let bit = self.app_mask(app_id)?;
+        Some(WxLoginLayer::new(self.shared.clone(), true, bit))
+    }
+
+    /// The mask bit of a configured app.
+    fn app_mask(&self, app_id: &str) -> Option<u64> {
+        let i = self.shared.apps.iter().position(|a| a.app_id == app_id)?;
+        Some(1u64 << i)
     }
 
     /// The layer that lets requests without a token through anonymously.
@@ -261,7 +339,7 @@ where
     /// # }
     /// ```
     pub fn optional_layer(&self) -> WxLoginLayer<T> {
-        WxLoginLayer::new(self.shared.clone(), true)
+        WxLoginLayer::new(self.shared.clone(), true, self.shared.all_apps)
     }
 
     /// The login route: `POST {"code"}` → `{"token","expires_in","openid","unionid"}`.
@@ -546,6 +624,9 @@ pub struct WxLoginBuilder<T> {
     max_sessions_per_user: usize,
     login_concurrency: usize,
     login_rate: u32,
+    login_client_rate: u32,
+    login_client_concurrency: usize,
+    client_key: Option<crate::limit::ClientKeyFn>,
 }
 
 impl<T> std::fmt::Debug for WxLoginBuilder<T> {
@@ -587,6 +668,9 @@ impl WxLoginBuilder<()> {
             max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
             login_concurrency: 256,
             login_rate: 500,
+            login_client_rate: DEFAULT_CLIENT_RATE,
+            login_client_concurrency: DEFAULT_CLIENT_CONCURRENCY,
+            client_key: None,
         }
     }
 }
@@ -775,10 +859,12 @@ impl<T> WxLoginBuilder<T> {
         self
     }
 
-    /// Adds a token key (at least 16 bytes; 32 random bytes in hex is a good
-    /// key). The first key signs new tokens; every key verifies, so a key can
-    /// be rotated by putting the new one first. Without any, a random key is
-    /// made at start, which only suits a single instance on a memory store.
+    /// Adds a token key: at least 128 bits, that is 32 or more hex digits, or
+    /// at least 32 characters of other text (`openssl rand -hex 32` makes a
+    /// good one). The key's text is the HMAC key as written; hex is not
+    /// decoded. The first key signs new tokens; every key verifies, so a key
+    /// can be rotated by putting the new one first. Without any, a random key
+    /// is made at start, which only suits a single instance on a memory store.
     ///
     /// ```
     /// use wxlogin::{BuildError, WxLogin};
@@ -788,7 +874,8 @@ impl<T> WxLoginBuilder<T> {
     ///     .token_key("0123456789abcdef0123456789abcdef")
     ///     .build()?;
     /// # let _ = wx;
-    /// let short = WxLogin::builder().app_id("wx1").app_secret("s").token_key("short").build();
+    /// // 16 hex digits are only 64 bits.
+    /// let short = WxLogin::builder().app_id("wx1").app_secret("s").token_key("0123456789abcdef").build();
     /// assert!(matches!(short, Err(BuildError::InvalidValue { field: "token_key", .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -945,6 +1032,83 @@ impl<T> WxLoginBuilder<T> {
         self
     }
 
+    /// Caps code exchanges per second from one client (default 20, with a
+    /// burst of as many; 0 turns the per-client limits off). Over it, that
+    /// client gets `429 rate_limited` with `Retry-After`, and uses none of
+    /// the global budget ([`WxLoginBuilder::login_rate`]), so other clients
+    /// keep logging in. A client is the peer address by default; see
+    /// [`WxLoginBuilder::login_client_key`] for what that needs.
+    ///
+    /// Many users can share one address (a carrier's NAT, an office): keep
+    /// the rate well above what one address's real users need. Each
+    /// instance counts its own clients.
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .login_client_rate(50) // a campus behind one address
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn login_client_rate(mut self, per_second: u32) -> Self {
+        self.login_client_rate = per_second;
+        self
+    }
+
+    /// Caps code exchanges one client may have in flight at once (default
+    /// 16, a share of [`WxLoginBuilder::login_concurrency`]).
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .login_client_concurrency(4)
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn login_client_concurrency(mut self, max: usize) -> Self {
+        self.login_client_concurrency = max;
+        self
+    }
+
+    /// Who a login comes from, for the per-client limits, when the peer
+    /// address is not the client (behind a reverse proxy or a load balancer
+    /// every request comes from the proxy). The closure sees the request's
+    /// head and returns the key, or `None` to use the peer address.
+    ///
+    /// Read only what the proxy sets and the client cannot forge: with one
+    /// proxy that appends the client address to `X-Forwarded-For`, that is
+    /// the last entry (earlier ones are the client's own claims).
+    ///
+    /// Without this, the key is the connection's peer address, which the
+    /// server must put in the request extensions: axum does with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` (feature
+    /// `axum`, on by default); a hyper app inserts the `SocketAddr` it got
+    /// from `accept()` (`req.extensions_mut().insert(peer)`). With neither,
+    /// only the global limits apply, and a warning says so once.
+    ///
+    /// ```
+    /// use std::net::IpAddr;
+    /// use wxlogin::{ClientKey, WxLogin};
+    ///
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     // Behind one nginx with `proxy_add_x_forwarded_for`.
+    ///     .login_client_key(|parts| {
+    ///         let xff = parts.headers.get("x-forwarded-for")?.to_str().ok()?;
+    ///         let last = xff.rsplit(',').next()?.trim();
+    ///         last.parse::<IpAddr>().ok().map(ClientKey::from)
+    ///     })
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn login_client_key<F>(mut self, key: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Option<crate::ClientKey> + Send + Sync + 'static,
+    {
+        self.client_key = Some(Arc::new(key));
+        self
+    }
+
     /// Re-renders every rejection (layer, extractors, login, logout) into the
     /// app's own envelope. `WWW-Authenticate`, `Retry-After` and
     /// `Content-Type: application/json` are added unless the renderer set them.
@@ -1018,6 +1182,9 @@ impl<T> WxLoginBuilder<T> {
             max_sessions_per_user: self.max_sessions_per_user,
             login_concurrency: self.login_concurrency,
             login_rate: self.login_rate,
+            login_client_rate: self.login_client_rate,
+            login_client_concurrency: self.login_client_concurrency,
+            client_key: self.client_key,
         }
     }
 
@@ -1066,6 +1233,12 @@ impl<T> WxLoginBuilder<T> {
             if apps.iter().any(|a| a.app_id == id) {
                 return Err(invalid("add_app", "an app id is configured twice"));
             }
+            if apps.len() == crate::session::MAX_APPS {
+                return Err(invalid(
+                    "add_app",
+                    "at most 64 apps are served by one login",
+                ));
+            }
             apps.push(App { app_id: id, secret });
         }
         if crate::wechat::parse_api_base(&self.api_base).is_none() {
@@ -1097,6 +1270,9 @@ impl<T> WxLoginBuilder<T> {
         if self.max_sessions_per_user == 0 {
             return Err(invalid("max_sessions_per_user", "must be at least 1"));
         }
+        if self.login_client_concurrency == 0 {
+            return Err(invalid("login_client_concurrency", "must be at least 1"));
+        }
         if self.wechat_attempts == 0 {
             return Err(invalid("wechat_attempts", "must be at least 1"));
         }
@@ -1106,12 +1282,8 @@ impl<T> WxLoginBuilder<T> {
         {
             return Err(invalid("wechat_timeouts", "must be longer than zero"));
         }
-        if self
-            .token_keys
-            .iter()
-            .any(|k| k.expose().len() < MIN_KEY_LEN)
-        {
-            return Err(invalid("token_key", "must be at least 16 bytes"));
+        if self.token_keys.iter().any(|k| !key_is_strong(k.expose())) {
+            return Err(invalid("token_key", WEAK_KEY));
         }
         let store: Arc<dyn SessionStore> = match self.store {
             Some(s) => s,
@@ -1149,6 +1321,7 @@ impl<T> WxLoginBuilder<T> {
             })
             .collect();
         let api = apis[0].1.clone();
+        let app_count = apps.len();
         let idle_timeout_ms = self.idle_timeout.map(|d| d.as_millis().max(1) as u64);
         // A session ends between `idle` and `idle + refresh` after its last
         // use, and costs one store write per refresh interval while in use.
@@ -1180,7 +1353,16 @@ impl<T> WxLoginBuilder<T> {
             body_limit: self.body_limit,
             single_session: self.single_session,
             max_sessions_per_user: self.max_sessions_per_user,
-            login_limit: crate::limit::LoginLimiter::new(self.login_concurrency, self.login_rate),
+            login_limit: crate::limit::LoginLimiter::new(
+                self.login_concurrency,
+                self.login_rate,
+                crate::limit::ClientLimits {
+                    per_second: self.login_client_rate,
+                    concurrency: self.login_client_concurrency,
+                },
+            ),
+            client_key_fn: self.client_key,
+            all_apps: crate::session::all_apps(app_count),
             me: me.clone(),
         });
         let weak = Arc::downgrade(&shared);

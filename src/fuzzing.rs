@@ -17,8 +17,11 @@
 //! ```
 //! use wxlogin::fuzzing;
 //! fuzzing::token(b"not a token");
-//! fuzzing::login_body(br#"{"code":"081abc"}"#);
-//! assert_eq!(fuzzing::parse_login_body(br#"{"code":"081abc"}"#).unwrap(), "081abc");
+//! fuzzing::login_body(br#"{"code":"0716AVll20uHk94SLDml27etM946AVlq"}"#);
+//! assert_eq!(
+//!     fuzzing::parse_login_body(br#"{"code":"0716AVll20uHk94SLDml27etM946AVlq"}"#).unwrap(),
+//!     "0716AVll20uHk94SLDml27etM946AVlq"
+//! );
 //! ```
 
 use std::sync::OnceLock;
@@ -50,9 +53,12 @@ pub const LOGIN_BODY_MESSAGES: [&str; 5] = [
     "the body must be a JSON object with a \"code\" string",
     "\"appid\" must be the mini program's app id",
     "the body has no \"code\"",
-    "\"code\" must be the non-empty code from wx.login()",
+    "\"code\" must be the code from wx.login()",
     "\"code\" must be a string",
 ];
+
+/// Shortest login code accepted.
+pub const MIN_CODE_LEN: usize = 16;
 
 /// Longest login code accepted.
 pub const MAX_CODE_LEN: usize = 128;
@@ -278,9 +284,13 @@ pub fn token_header(data: &[u8]) {
     }
 }
 
-/// Whether `code` is a login code the route accepts.
+/// Whether `code` is a login code the route accepts: the oracle's own
+/// reading of the rule (16 to 128 of `[A-Za-z0-9_-]`).
 fn sane_code(code: &str) -> bool {
-    !code.is_empty() && code.len() <= MAX_CODE_LEN && code.bytes().all(|b| b.is_ascii_graphic())
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    code.len() >= MIN_CODE_LEN
+        && code.len() <= MAX_CODE_LEN
+        && code.bytes().all(|b| ALPHABET.contains(&b))
 }
 
 /// Fuzz target `login_body`: the login request body parser.

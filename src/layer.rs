@@ -70,6 +70,12 @@ pub(crate) mod refusals {
         true,
         "the session has expired; log in again"
     );
+    pub(crate) const OTHER_APP: Fixed = fixed!(
+        InvalidToken,
+        "invalid_token",
+        true,
+        "the session is not for this mini program; log in again"
+    );
     pub(crate) const STORE_DOWN: Fixed = fixed!(
         StoreUnavailable,
         "store_unavailable",
@@ -79,12 +85,13 @@ pub(crate) mod refusals {
 
     /// Every one of them, for the test that checks them against the serializer.
     #[cfg(test)]
-    pub(crate) const ALL: [&Fixed; 6] = [
+    pub(crate) const ALL: [&Fixed; 7] = [
         &MISSING,
         &NOT_TEXT,
         &FORGED,
         &UNKNOWN,
         &EXPIRED,
+        &OTHER_APP,
         &STORE_DOWN,
     ];
 }
@@ -119,6 +126,8 @@ pub(crate) mod refusals {
 pub struct WxLoginLayer<T> {
     shared: Arc<Shared<T>>,
     optional: bool,
+    /// The apps whose sessions it takes, one bit each (see `SessionCore::app_bit`).
+    apps: u64,
 }
 
 impl<T> Clone for WxLoginLayer<T> {
@@ -126,6 +135,7 @@ impl<T> Clone for WxLoginLayer<T> {
         WxLoginLayer {
             shared: self.shared.clone(),
             optional: self.optional,
+            apps: self.apps,
         }
     }
 }
@@ -139,8 +149,12 @@ impl<T> std::fmt::Debug for WxLoginLayer<T> {
 }
 
 impl<T> WxLoginLayer<T> {
-    pub(crate) fn new(shared: Arc<Shared<T>>, optional: bool) -> Self {
-        WxLoginLayer { shared, optional }
+    pub(crate) fn new(shared: Arc<Shared<T>>, optional: bool, apps: u64) -> Self {
+        WxLoginLayer {
+            shared,
+            optional,
+            apps,
+        }
     }
 }
 
@@ -152,6 +166,7 @@ impl<S, T> Layer<S> for WxLoginLayer<T> {
             inner,
             shared: self.shared.clone(),
             optional: self.optional,
+            apps: self.apps,
         }
     }
 }
@@ -182,6 +197,7 @@ pub struct WxLoginService<S, T> {
     inner: S,
     shared: Arc<Shared<T>>,
     optional: bool,
+    apps: u64,
 }
 
 impl<S: Clone, T> Clone for WxLoginService<S, T> {
@@ -190,6 +206,7 @@ impl<S: Clone, T> Clone for WxLoginService<S, T> {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
             optional: self.optional,
+            apps: self.apps,
         }
     }
 }
@@ -324,13 +341,18 @@ where
         });
     }
 
-    /// The slow path: resolve through the store (single-flight).
+    /// The slow path: resolve through the store (single-flight), for a
+    /// layer taking the sessions of the `apps` mask.
     pub(crate) async fn resolve_slow(
         &self,
         id: SessionId,
+        apps: u64,
     ) -> Result<Arc<SessionState<T>>, Rejection> {
         let now = now_ms();
         match self.sessions.resolve(id).await {
+            Ok(Found::Live(state)) if state.core.app_bit & apps == 0 => {
+                Err(self.reject_fixed(&refusals::OTHER_APP))
+            }
             Ok(Found::Live(state)) => match self.freshness(&state, now) {
                 Freshness::Live => {
                     self.touch_on_use(&state, now);
@@ -425,6 +447,10 @@ where
 
         if let Some(state) = cached {
             crate::observe::cache(true);
+            if state.core.app_bit & self.apps == 0 {
+                let rej = shared.reject_fixed(&refusals::OTHER_APP);
+                return self.refuse(req, rej);
+            }
             let now = now_ms();
             match shared.freshness(&state, now) {
                 Freshness::Live => {
@@ -450,6 +476,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         let optional = self.optional;
+        let apps = self.apps;
         crate::observe::cache(false);
         let span = tracing::debug_span!(
             "wxlogin.resolve",
@@ -459,7 +486,7 @@ where
         ResponseFuture {
             kind: Kind::Miss {
                 fut: Box::pin(async move {
-                    let resolved = shared.resolve_slow(id).instrument(span.clone()).await;
+                    let resolved = shared.resolve_slow(id, apps).instrument(span.clone()).await;
                     span.record(
                         "outcome",
                         match &resolved {

@@ -40,6 +40,7 @@ pub use config::{TokenSource, WxLogin, WxLoginBuilder, DEFAULT_API_BASE};
 pub use error::{BuildError, ErrorCode, LoginError, Rejection, Renderer};
 pub use extract::{WxSession, WxUser};
 pub use layer::{ResponseFuture, WxLoginLayer, WxLoginService};
+pub use limit::ClientKey;
 pub use login::{LoginService, LogoutService, RouteFuture};
 pub use secret::Secret;
 pub use session::{Identity, SessionRecord};

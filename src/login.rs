@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use bytes::Buf as _;
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tower_service::Service;
@@ -24,12 +25,67 @@ use tracing::Instrument as _;
 
 use crate::config::Shared;
 use crate::error::{ErrorCode, LoginError, Rejection};
+use crate::limit::{ClientKey, Refused};
 use crate::session::{now_ms, Identity, SessionRecord, SessionState};
 use crate::store::StoreId;
 use crate::wechat::WeChatError;
 
-/// Longest login code accepted; WeChat's are 32 characters.
+/// Shortest login code accepted. Every `wx.login()` code seen is 32
+/// characters (docs/security.md says where they were seen); half of that
+/// is kept as margin for a format change.
+const MIN_CODE_LEN: usize = 16;
+
+/// Longest login code accepted: four times the real length, as margin.
 const MAX_CODE_LEN: usize = 128;
+
+/// Whether `code` could be a `wx.login()` code: 16 to 128 ASCII letters,
+/// digits, `-` or `_`. Real codes are 32 letters and digits; the rule keeps
+/// a margin on both sides and the URL-safe punctuation, so that it refuses
+/// only what WeChat would refuse anyway (with a `jscode2session` call spent
+/// on it): the devtools' `"the code is a mock one"`, guesses, and text
+/// carrying query syntax.
+pub(crate) fn has_code_shape(code: &str) -> bool {
+    (MIN_CODE_LEN..=MAX_CODE_LEN).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Most bytes of an over-limit body read (and dropped) before its 413.
+const DRAIN_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Longest time spent reading an over-limit body before its 413.
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops what is left of a body, up to `max` bytes and
+/// [`DRAIN_MAX_TIME`], so that the connection is not reset under a client
+/// still sending it. Whether it got to the end does not matter to the caller:
+/// past the bounds the server closes the connection as before.
+async fn drain<B: Body>(mut body: Pin<&mut B>, max: u64) {
+    let mut left = max;
+    let all = async {
+        // The error is dropped at once: it need not be `Send`.
+        while let Some(frame) = body.frame().await.map(Result::ok) {
+            let Some(frame) = frame else { return false };
+            if let Some(data) = frame.data_ref() {
+                let n = data.remaining() as u64;
+                if n > left {
+                    return false;
+                }
+                left -= n;
+            }
+        }
+        true
+    };
+    let drained = tokio::time::timeout(DRAIN_MAX_TIME, all)
+        .await
+        .unwrap_or(false);
+    tracing::debug!(
+        drained,
+        bytes = max - left,
+        "wxlogin: over-limit body read before the 413"
+    );
+}
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -219,9 +275,9 @@ where
 /// The login code from a login body (JSON `{"code": "..."}`, whatever the
 /// content type), or the `bad_request` message saying what is wrong.
 ///
-/// A code is a non-empty string of at most [`MAX_CODE_LEN`] visible ASCII
-/// characters; `appid` is checked as [`parse_login_request`] does, other
-/// fields are ignored. (The route itself uses [`parse_login_request`].)
+/// A code has the shape of a WeChat code ([`has_code_shape`]); `appid` is
+/// checked as [`parse_login_request`] does, other fields are ignored. (The
+/// route itself uses [`parse_login_request`].)
 #[cfg(feature = "fuzzing")]
 pub(crate) fn parse_login_body(body: &[u8]) -> Result<String, &'static str> {
     parse_login_request(body).map(|(code, _)| code)
@@ -240,11 +296,8 @@ pub(crate) fn parse_login_request(body: &[u8]) -> Result<(String, Option<String>
     let code = match parsed.remove("code") {
         None | Some(serde_json::Value::Null) => return Err("the body has no \"code\""),
         Some(serde_json::Value::String(code)) => {
-            if code.is_empty()
-                || code.len() > MAX_CODE_LEN
-                || !code.bytes().all(|b| b.is_ascii_graphic())
-            {
-                return Err("\"code\" must be the non-empty code from wx.login()");
+            if !has_code_shape(&code) {
+                return Err("\"code\" must be the code from wx.login()");
             }
             code
         }
@@ -280,18 +333,30 @@ where
                 .reject(ErrorCode::BadRequest, "log in with POST")
                 .with_status(StatusCode::METHOD_NOT_ALLOWED));
         }
-        let body = self.read_body(req).await?;
+        let (parts, body) = req.into_parts();
+        let client = self.client_key(&parts)?;
+        let body = self.read_body(Request::from_parts(parts, body)).await?;
         let (code, appid) =
             parse_login_request(&body).map_err(|msg| self.reject(ErrorCode::BadRequest, msg))?;
         let app = self.pick_app(route_app, appid.as_deref())?;
 
-        let _permit = self.login_limit.admit().map_err(|why| {
-            tracing::warn!(limit = ?why, "wxlogin: login over the server's limit");
+        // After the body: a bad request uses none of the limits.
+        let _permit = self.login_limit.admit(client).map_err(|why| {
+            match why {
+                // Per request of a flood: the route's own log line says it already.
+                Refused::ClientRate(_) | Refused::ClientConcurrency => tracing::debug!(
+                    limit = ?why,
+                    "wxlogin: login over its client's limit (behind a proxy, set login_client_key)"
+                ),
+                Refused::Rate | Refused::Concurrency => {
+                    tracing::warn!(limit = ?why, "wxlogin: login over the server's limit")
+                }
+            }
             self.reject(
                 ErrorCode::RateLimited,
                 "too many logins at once; retry in a moment",
             )
-            .with_retry_after(1)
+            .with_retry_after(why.retry_after())
         })?;
         let started = Instant::now();
         let exchanged = self
@@ -312,14 +377,18 @@ where
             unionid: who.unionid.clone(),
             app_id: app.app_id.clone(),
         };
-        // A panicking hook is an app bug: answer 500 rather than drop the connection.
-        let hooked = AssertUnwindSafe((self.hook)(identity))
+        // A panicking hook is an app bug: answer 500 rather than drop the
+        // connection, whether the closure panics or the future it returned.
+        let hook_panicked = || {
+            tracing::error!("wxlogin: the login hook panicked");
+            self.reject(ErrorCode::Misconfigured, "the server's login hook failed")
+        };
+        let hook_future = std::panic::catch_unwind(AssertUnwindSafe(|| (self.hook)(identity)))
+            .map_err(|_| hook_panicked())?;
+        let hooked = AssertUnwindSafe(hook_future)
             .catch_unwind()
             .await
-            .map_err(|_| {
-                tracing::error!("wxlogin: the login hook panicked");
-                self.reject(ErrorCode::Misconfigured, "the server's login hook failed")
-            })?;
+            .map_err(|_| hook_panicked())?;
         let data = hooked.map_err(|e| match e {
             LoginError::Refused(msg) => {
                 Rejection::new(ErrorCode::LoginRefused, msg).with_renderer(self.renderer.as_ref())
@@ -453,6 +522,13 @@ where
         Ok((token, state))
     }
 
+    /// The body, at most `body_limit` bytes of it; over that, `413`.
+    ///
+    /// The 413 goes out once the rest of the body has been read and dropped
+    /// (up to [`DRAIN_MAX_BYTES`] within [`DRAIN_MAX_TIME`]): closing a
+    /// connection with unread bytes resets it, and a client still sending
+    /// then fails on its write and never reads the answer. A client that
+    /// waits for `100 Continue` has sent nothing yet, so it is answered at once.
     async fn read_body<B>(&self, req: Request<B>) -> Result<Bytes, Rejection>
     where
         B: Body + Send + 'static,
@@ -463,25 +539,63 @@ where
             self.reject(ErrorCode::BadRequest, "the request body is too large")
                 .with_status(StatusCode::PAYLOAD_TOO_LARGE)
         };
+        let limit = self.body_limit;
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.body_limit as u64) {
+        let awaits_continue = req
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let mut body = std::pin::pin!(req.into_body());
+        if let Some(declared) = declared.filter(|&n| n > limit as u64) {
+            if !awaits_continue && declared <= DRAIN_MAX_BYTES {
+                drain(body, declared).await;
+            }
             return Err(too_large());
         }
-        match Limited::new(req.into_body(), self.body_limit)
-            .collect()
-            .await
-        {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-            Err(_) => Err(self.reject(ErrorCode::BadRequest, "the request body could not be read")),
+        let mut read = Vec::new();
+        while let Some(frame) = body.frame().await.map(Result::ok) {
+            let Some(frame) = frame else {
+                return Err(
+                    self.reject(ErrorCode::BadRequest, "the request body could not be read")
+                );
+            };
+            let Ok(mut data) = frame.into_data() else {
+                continue; // trailers
+            };
+            if read.len() + data.remaining() > limit {
+                drain(body, DRAIN_MAX_BYTES).await;
+                return Err(too_large());
+            }
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                read.extend_from_slice(chunk);
+                let n = chunk.len();
+                data.advance(n);
+            }
         }
+        Ok(Bytes::from(read))
     }
 
-    /// The login code from a JSON body, whatever its content type.
+    /// Who the login comes from: the app's key, else the peer address the
+    /// server put in the extensions, else nobody (global limits only). A
+    /// panicking key closure is an app bug, answered like a panicking hook.
+    fn client_key(&self, parts: &http::request::Parts) -> Result<Option<ClientKey>, Rejection> {
+        let own = match &self.client_key_fn {
+            Some(key) => {
+                std::panic::catch_unwind(AssertUnwindSafe(|| key(parts))).map_err(|_| {
+                    tracing::error!("wxlogin: the login_client_key closure panicked");
+                    self.reject(ErrorCode::Misconfigured, "the server's login limits failed")
+                })?
+            }
+            None => None,
+        };
+        Ok(own.or_else(|| crate::limit::peer_key(parts)))
+    }
+
     /// Which configured app a login is for: the route's, else the body's
     /// `appid`, else the default.
     fn pick_app(

@@ -339,8 +339,8 @@ impl FakeWeChat {
     }
 
     /// A fresh login code for this user, as `wx.login()` would give the mini
-    /// program: URL-safe, unique, 32 characters, single use, valid for
-    /// [`CODE_LIFETIME`].
+    /// program: of a real code's shape (32 ASCII letters and digits), unique,
+    /// single use, valid for [`CODE_LIFETIME`].
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -354,6 +354,7 @@ impl FakeWeChat {
     /// let wechat = FakeWeChat::start("wx1", "s").await?;
     /// let code = wechat.mint_code("o-alice");
     /// assert_eq!(code.len(), 32);
+    /// assert!(code.bytes().all(|b| b.is_ascii_alphanumeric()));
     /// assert_ne!(code, wechat.mint_code("o-alice"));
     /// let reply = exchange(&wechat.base_url(), "wx1", "s", &code).await?;
     /// assert!(reply.contains(r#""openid":"o-alice""#));
@@ -798,7 +799,7 @@ impl Shared {
     }
 
     fn mint_for(&self, app_id: Option<&str>, openid: &str, unionid: Option<&str>) -> String {
-        let code = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
+        let code = random_code();
         let mut state = self.state();
         let now = Instant::now();
         let expires = now + state.code_lifetime;
@@ -1302,6 +1303,22 @@ fn parse_query(query: &str) -> HashMap<String, String> {
             .or_insert_with(|| value.into_owned());
     }
     params
+}
+
+/// 32 random ASCII letters and digits, the shape of a real `wx.login()`
+/// code (about 190 bits).
+fn random_code() -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut code = String::with_capacity(32);
+    while code.len() < 32 {
+        for b in random_bytes::<48>() {
+            // 248 = 4 * 62: keeping only bytes below it makes every letter equally likely.
+            if b < 248 && code.len() < 32 {
+                code.push(ALPHABET[usize::from(b % 62)] as char);
+            }
+        }
+    }
+    code
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {

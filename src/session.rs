@@ -147,7 +147,28 @@ pub(crate) struct SessionContext {
     pub(crate) store_timeout: Duration,
 }
 
+/// Most apps one [`WxLogin`](crate::WxLogin) serves: each has one bit of a `u64` mask.
+pub(crate) const MAX_APPS: usize = 64;
+
+/// The bit of every configured app, for a layer that takes them all.
+pub(crate) fn all_apps(count: usize) -> u64 {
+    match count {
+        MAX_APPS => u64::MAX,
+        n => (1u64 << n) - 1,
+    }
+}
+
 impl SessionContext {
+    /// The bit of an app in a layer's mask: its place among the configured
+    /// apps; 0 for an app this login does not serve (no layer takes it).
+    pub(crate) fn app_bit(&self, app_id: &str) -> u64 {
+        self.apis
+            .iter()
+            .position(|(id, _)| id == app_id)
+            .filter(|&i| i < MAX_APPS)
+            .map_or(0, |i| 1u64 << i)
+    }
+
     /// The API client of a session's app (the default app if unknown).
     pub(crate) fn api_for(&self, app_id: &str) -> &Arc<WeChatApi> {
         self.apis
@@ -162,10 +183,10 @@ impl SessionContext {
 ///
 /// `repr(C)` puts the fields a cache hit reads (the expiry and idle deadline
 /// for the freshness check, `openid` for the handler, `ctx` for the
-/// extractors) first: with the `Arc`'s two counts, which the hit writes,
-/// they are the allocation's first 64 bytes, at most two cache lines
-/// whatever the allocator's alignment, where the compiler's own field order
-/// put the expiry behind every string.
+/// extractors, the app bit for the layer) first: with the `Arc`'s two
+/// counts, which the hit writes, they are the allocation's first 72 bytes,
+/// at most two cache lines at the allocator's 16-byte alignment, where the
+/// compiler's own field order put the expiry behind every string.
 #[repr(C)]
 pub(crate) struct SessionCore {
     pub(crate) expires_at_ms: u64,
@@ -173,6 +194,9 @@ pub(crate) struct SessionCore {
     pub(crate) idle_expires_at_ms: AtomicU64,
     pub(crate) openid: String,
     pub(crate) ctx: Arc<SessionContext>,
+    /// The session's app as one bit ([`SessionContext::app_bit`]): a layer
+    /// takes the session when this bit is in its mask, one AND on a hit.
+    pub(crate) app_bit: u64,
     pub(crate) store_id: StoreId,
     pub(crate) unionid: Option<String>,
     pub(crate) app_id: String,
@@ -206,6 +230,7 @@ impl<T> SessionState<T> {
     ) -> Self {
         SessionState {
             core: SessionCore {
+                app_bit: ctx.app_bit(&rec.app_id),
                 ctx,
                 store_id,
                 openid: rec.openid,

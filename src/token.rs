@@ -33,8 +33,29 @@ const RAW_LEN: usize = 2 + ID_LEN + MAC_LEN;
 const SIGNED_LEN: usize = 2 + ID_LEN;
 /// Length of a token in characters.
 pub(crate) const TOKEN_LEN: usize = (RAW_LEN * 4).div_ceil(3);
-/// Shortest key accepted, in bytes.
-pub(crate) const MIN_KEY_LEN: usize = 16;
+/// Fewest bits of key accepted.
+const MIN_KEY_BITS: usize = 128;
+
+/// Whether a configured key carries at least 128 bits: an even-length,
+/// all-hex key counts 4 bits a digit (32 digits, 16 bytes, at least); any
+/// other text must have at least 32 characters.
+///
+/// The key's text bytes stay the HMAC key either way (hex is not decoded):
+/// decoding would change the MAC key of every hex key already deployed and
+/// end its live tokens on upgrade, and HMAC is as strong under the 64 bytes
+/// of a hex text as under the 32 bytes it spells.
+pub(crate) fn key_is_strong(key: &str) -> bool {
+    let is_hex = key.len().is_multiple_of(2) && key.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_hex {
+        key.len() * 4 >= MIN_KEY_BITS
+    } else {
+        key.chars().count() >= MIN_KEY_BITS / 4
+    }
+}
+
+/// The builder's message for a key [`key_is_strong`] refuses.
+pub(crate) const WEAK_KEY: &str = "must carry at least 128 bits: 32 or more hex digits \
+     (`openssl rand -hex 32`), or at least 32 characters of other text";
 
 /// The random part of a token: identifies one session in the cache.
 pub(crate) type SessionId = [u8; ID_LEN];
@@ -269,6 +290,22 @@ mod tests {
 
     fn keys(list: &[&str]) -> TokenKeys {
         TokenKeys::new(&list.iter().map(|k| Secret::new(*k)).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn key_strength_counts_hex_digits_and_characters() {
+        for (key, strong) in [
+            ("0123456789abcdef0123456789abcdef", true),
+            ("0123456789abcdef0123456789abcde", false),
+            ("0123456789ABCDEF0123456789abcdef01", true),
+            ("0123456789abcdef", false),
+            ("an-odd-length-hex-like-key-text!", true),
+            ("short text", false),
+            ("ключ-из-тридцати-двух-символов!!", true),
+            ("", false),
+        ] {
+            assert_eq!(key_is_strong(key), strong, "{key}");
+        }
     }
 
     #[test]

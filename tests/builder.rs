@@ -107,12 +107,34 @@ fn zero_durations_are_refused() {
 }
 
 #[test]
-fn a_token_key_shorter_than_16_bytes_is_refused() {
-    assert_invalid(valid().token_key("0123456789abcde"), "token_key");
-    assert_invalid(valid().token_key(""), "token_key");
-    // One short key among good ones is refused too.
-    assert_invalid(valid().token_key(TOKEN_KEY).token_key("short"), "token_key");
-    valid().token_key("0123456789abcdef").build().unwrap();
+fn a_token_key_under_128_bits_is_refused() {
+    // 128 bits: 32 hex digits (16 bytes), or 32 characters of any other text.
+    for short in [
+        "",
+        "short",
+        "0123456789abcdef", // 16 hex digits: 64 bits (accepted before)
+        "0123456789abcdef0123456789abcde", // 31 hex digits
+        "9f86d081884c7d659a2feaa0c55ad0", // 30 hex digits: 15 bytes
+        "a-passphrase-of-31-characters!!", // 31 characters of text
+    ] {
+        assert_invalid(valid().token_key(short), "token_key");
+        // One short key among good ones is refused too.
+        assert_invalid(valid().token_key(TOKEN_KEY).token_key(short), "token_key");
+    }
+    let err = build_err(valid().token_key("0123456789abcdef"));
+    assert_eq!(
+        err.to_string(),
+        "wxlogin: invalid token_key: must carry at least 128 bits: 32 or more hex digits \
+         (`openssl rand -hex 32`), or at least 32 characters of other text"
+    );
+    for good in [
+        "0123456789abcdef0123456789abcdef", // 32 hex digits
+        "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08", // 64, upper case
+        "a-passphrase-of-32-characters!!!", // 32 characters
+        TOKEN_KEY,
+    ] {
+        valid().token_key(good).build().unwrap();
+    }
 }
 
 #[test]

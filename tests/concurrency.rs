@@ -1,5 +1,6 @@
 //! Many users at once, end to end: the demo binary as a real process, 200
-//! concurrent logins (codes minted over HTTP from the fake WeChat), then
+//! concurrent logins (codes minted over HTTP from the fake WeChat) from 25
+//! loopback addresses (the demo limits logins per client address), then
 //! 2,000 authenticated `GET /api/me` in shuffled order, each answered with
 //! its own token owner's identity.
 //!
@@ -20,6 +21,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 const USERS: usize = 200;
+/// Source addresses the logins come from (127.0.0.100 and on): eight users
+/// each, within one address's default share (20 at once).
+const ADDRESSES: usize = 25;
 const REQUESTS_PER_USER: usize = 10;
 /// In-flight `/api/me` requests: high enough to overlap heavily, low enough
 /// for a 1024 file-descriptor limit.
@@ -205,13 +209,23 @@ async fn many_users_logins_and_requests_stay_separate() {
         .build()
         .unwrap();
 
+    let from: Vec<reqwest::Client> = (0..ADDRESSES)
+        .map(|a| {
+            reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from([127, 0, 0, 100 + a as u8]))
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap()
+        })
+        .collect();
+
     let run = async {
         // 200 concurrent logins, distinct openids.
         let mut logins = JoinSet::new();
         for i in 0..USERS {
             let openid = format!("o-user-{i:03}");
             let fut = login(
-                client.clone(),
+                from[i % ADDRESSES].clone(),
                 demo.base.clone(),
                 demo.fake.clone(),
                 openid.clone(),

@@ -318,6 +318,9 @@ impl SessionStore for FlakyStore {
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         self.guard(|| self.inner.delete_user(openid))
     }
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
 }
 
 fn flaky_instance(fake: &FakeWeChat, store: &FlakyStore) -> WxLogin {

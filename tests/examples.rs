@@ -290,13 +290,17 @@ fn run_to_exit(name: &str, envs: &[(&str, &str)]) -> (ExitStatus, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start example {name}: {e}"));
-    let stderr = drain_stderr(&mut child);
+    // All of stderr, up to its end when the process exits.
+    let mut pipe = child.stderr.take().expect("piped stderr");
+    let stderr = thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = pipe.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().expect("wait for the example") {
-            // Give the drain thread a moment to read the last bytes.
-            thread::sleep(Duration::from_millis(100));
-            let text = stderr.lock().unwrap().clone();
+            let text = stderr.join().expect("the stderr reader");
             return (status, text);
         }
         if Instant::now() > deadline {
@@ -462,6 +466,66 @@ async fn demo_token_key_from_env_signs_tokens() {
     let (status, stderr) = run_to_exit("demo", &[("WXLOGIN_TOKEN_KEY", "abcd")]);
     assert!(!status.success(), "demo started with a 4-byte key");
     assert!(stderr.contains("token_key"), "stderr: {stderr}");
+    // So do 16 hex digits (64 bits, short of 128) and a long key that is not hex.
+    for key in ["0123456789abcdef", "not-hex-but-long-enough-0123456789-zz"] {
+        let (status, stderr) = run_to_exit("demo", &[("WXLOGIN_TOKEN_KEY", key)]);
+        assert!(!status.success(), "demo started with the key {key:?}");
+        assert!(stderr.contains("token_key"), "stderr: {stderr}");
+        assert!(!stderr.contains(key), "the key is printed: {stderr}");
+    }
+}
+
+/// The demo serves with connection info, so its login limits are per
+/// client by default: a burst from one loopback address over a client's
+/// share (20) is refused with 429 and `Retry-After`, and another address
+/// logs in meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_limits_logins_per_client_address() {
+    let demo = Example::start("demo", &[]);
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let flooder = from("127.0.0.2");
+    let url = format!("{}/wx/login", demo.base);
+    let burst: Vec<_> = (0..60)
+        .map(|i| {
+            let (flooder, url) = (flooder.clone(), url.clone());
+            // Codes of the real shape that WeChat does not know.
+            let code = format!("{i:0>2}1HonW91tM3MN1NizW91F0mW91HonWu")[..32].to_owned();
+            tokio::spawn(async move {
+                let res = flooder
+                    .post(url)
+                    .body(json!({ "code": code }).to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                let retry = res.headers().get("retry-after").is_some();
+                let (status, body) = status_json(res).await;
+                (status, retry, body)
+            })
+        })
+        .collect();
+    let mut limited = 0;
+    for b in burst {
+        let (status, retry, body) = b.await.unwrap();
+        match status {
+            429 => {
+                assert!(retry, "{body}");
+                assert_eq!(body["error"], "rate_limited");
+                limited += 1;
+            }
+            400 => assert_eq!(body["error"], "invalid_code"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(limited >= 30, "only {limited} of 60 refused");
+    let other = from("127.0.0.3");
+    let reply = demo.login(&other, "o-elsewhere", None).await;
+    assert_eq!(reply["openid"], "o-elsewhere");
 }
 
 // ---------------------------------------------------------------- hyper
@@ -538,7 +602,8 @@ async fn sqlx_example_registers_then_finds_users() {
     let (again_id, count) = user_id(&app, &client, second_token).await;
     assert_eq!(again_id, alice_id);
     assert_eq!(count, 2);
-    // The unionid from the first login is kept.
+    // The second session is Alice's too (that her row keeps the first
+    // login's unionid is checked on PostgreSQL, where the test reads rows).
     let (_, me) = app.me_json(&client, Some(second_token)).await;
     assert_eq!(me["openid"], "o-alice");
 
@@ -604,11 +669,24 @@ async fn sqlx_example_uses_database_url_and_maps_failures() {
 }
 
 /// The PostgreSQL server for [`sqlx_example_on_postgres`], from
-/// `WXLOGIN_TEST_POSTGRES_URL` (`.ci/run` sets it where PostgreSQL runs).
+/// `WXLOGIN_TEST_POSTGRES_URL` (`.ci/run` sets it, installing and starting
+/// PostgreSQL where needed).
 fn postgres_url() -> Option<String> {
     std::env::var("WXLOGIN_TEST_POSTGRES_URL")
         .ok()
         .filter(|v| !v.trim().is_empty())
+}
+
+/// The variable that says this run must include the PostgreSQL test, if
+/// one does: `WXLOGIN_REQUIRE_POSTGRES` (set by `.ci/run`), or `CI` (set by
+/// CI services, and for `.ci/run` in CI), unless empty, `0` or `false`.
+fn postgres_required() -> Option<&'static str> {
+    ["WXLOGIN_REQUIRE_POSTGRES", "CI"].into_iter().find(|var| {
+        std::env::var(var).is_ok_and(|v| {
+            let v = v.trim();
+            !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false")
+        })
+    })
 }
 
 /// A schema of its own for one test run, so parallel runs on one server do
@@ -678,11 +756,20 @@ impl Drop for PgSchema {
 /// The sqlx example on PostgreSQL, through the same binary (sqlx's `Any`
 /// driver): register and find users, the same row under concurrent first
 /// logins, rows kept across a restart, and `503 store_unavailable` when the
-/// table is gone. Skipped, with a line on stderr, without
-/// `WXLOGIN_TEST_POSTGRES_URL`.
+/// table is gone. Without `WXLOGIN_TEST_POSTGRES_URL` it fails under CI
+/// (see [`postgres_required`]) and is skipped, with a line on stderr,
+/// elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlx_example_on_postgres() {
     let Some(admin_url) = postgres_url() else {
+        if let Some(var) = postgres_required() {
+            panic!(
+                "{var} is set, so sqlx_example_on_postgres must run, but \
+                 WXLOGIN_TEST_POSTGRES_URL is not: run .ci/run (it installs and starts \
+                 PostgreSQL) or point the variable at a server, e.g. \
+                 postgres://postgres@127.0.0.1:5432/test"
+            );
+        }
         eprintln!(
             "skipped: WXLOGIN_TEST_POSTGRES_URL not set (sqlx_example_on_postgres; \
              e.g. postgres://postgres@127.0.0.1:5432/test, as .ci/run sets it)"
@@ -764,7 +851,7 @@ async fn sqlx_example_on_postgres() {
     // A restart keeps the users (the sessions were in memory: gone).
     let app = Example::start("sqlx_users", &[("DATABASE_URL", &url)]);
     let (status, body) = app.me_json(&client, Some(&first_token)).await;
-    assert_eq!(status, 401, "{body}");
+    assert_error(status, &body, 401, "invalid_token");
     let alice = app.login(&client, "o-alice", None).await;
     let (id, count) = user_id(&app, &client, alice["token"].as_str().unwrap()).await;
     assert_eq!(id, alice_id, "the user row did not survive the restart");

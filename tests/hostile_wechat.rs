@@ -5,8 +5,9 @@
 //! 1. the client gets the error-table row it can act on (status, `error`,
 //!    `relogin`, `Retry-After` only on 429), in the default wire format;
 //! 2. within the WeChat deadline (with a generous margin for a loaded machine);
-//! 3. no panic anywhere in the process (a panic hook counts them), and the
-//!    server keeps serving: a normal login works right after;
+//! 3. no panic in the test's own server (a panic hook records the thread of
+//!    each; another test's panic does not count here), and the server keeps
+//!    serving: a normal login works right after;
 //! 4. nothing is stored: the counting store saw no `create`, and the memory
 //!    store behind it holds no session.
 //!
@@ -21,8 +22,10 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
@@ -30,41 +33,78 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use wxlogin::mock::{FakeReply, FakeWeChat};
 use wxlogin::{WxLogin, WxLoginBuilder, WxUser};
 
 use common::{fake_wechat, serve, CountingStore, APP_ID, APP_SECRET};
 
 /// The overall WeChat deadline of these tests.
-const DEADLINE: Duration = Duration::from_secs(2);
-/// One attempt's limit: three attempts fit in the deadline.
-const ATTEMPT: Duration = Duration::from_millis(600);
+const DEADLINE: Duration = Duration::from_secs(4);
+/// One attempt's limit: three attempts and their pauses (at most 225 ms)
+/// fit in the deadline with seconds to spare, so in the rig the attempt
+/// limit, not the deadline, ends a slow attempt.
+const ATTEMPT: Duration = Duration::from_millis(500);
 /// Attempts per exchange.
 const ATTEMPTS: u32 = 3;
 /// Slack on top of the deadline for a loaded 2-core machine.
 const MARGIN: Duration = Duration::from_secs(5);
 /// The largest reply the client reads (the builder's fixed 64 KiB).
 const MAX_REPLY: usize = 64 * 1024;
+/// A code of the real shape, for WeChats that answer whatever it is.
+const ANY_CODE: &str = "0716AVll20uHk94SLDml27etM946AVlq";
 
 // ---------------------------------------------------------------- panic count
 
-static PANICS: AtomicUsize = AtomicUsize::new(0);
+/// The threads of this process's tests (each `#[tokio::test]` runs its
+/// current-thread runtime, and so its server, fake and client tasks, on the
+/// test's own thread), and the thread of every panic so far.
+#[derive(Default)]
+struct Panics {
+    tests: HashSet<ThreadId>,
+    seen: Vec<(ThreadId, String)>,
+}
 
-/// Counts every panic in this test process (any thread, any task), then
-/// prints it as usual. Installed once.
+fn panics() -> MutexGuard<'static, Panics> {
+    static PANICS: OnceLock<Mutex<Panics>> = OnceLock::new();
+    // A panic while the lock is held must not fail every later test.
+    PANICS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Records the thread of every panic in this test process, then prints it
+/// as usual (the hook is installed once), and registers the calling test.
 fn count_panics() {
     static HOOK: OnceLock<()> = OnceLock::new();
     HOOK.get_or_init(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            PANICS.fetch_add(1, Ordering::SeqCst);
+            let thread = thread::current();
+            let name = thread.name().unwrap_or("unnamed").to_owned();
+            panics().seen.push((thread.id(), name));
             previous(info);
         }));
     });
+    panics().tests.insert(thread::current().id());
 }
 
+/// No panic on this test's thread, nor on a thread that belongs to no test
+/// (a runtime worker, a blocking pool): another test's failed assertion
+/// does not fail this one.
 fn assert_no_panic() {
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "something panicked");
+    let me = thread::current().id();
+    let mine: Vec<String> = {
+        // Released before asserting: the hook takes the same lock.
+        let p = panics();
+        p.seen
+            .iter()
+            .filter(|(id, _)| *id == me || !p.tests.contains(id))
+            .map(|(_, name)| name.clone())
+            .collect()
+    };
+    assert!(mine.is_empty(), "something panicked, on threads {mine:?}");
 }
 
 // ---------------------------------------------------------------- rig
@@ -87,9 +127,17 @@ fn builder(api_base: String, store: &CountingStore) -> WxLoginBuilder<()> {
 }
 
 async fn rig_for(api_base: String) -> Rig {
+    rig_timed(api_base, ATTEMPT, DEADLINE).await
+}
+
+/// A rig whose WeChat client has its own attempt limit and deadline.
+async fn rig_timed(api_base: String, attempt: Duration, deadline: Duration) -> Rig {
     count_panics();
     let store = CountingStore::new();
-    let wx = builder(api_base, &store).build().unwrap();
+    let wx = builder(api_base, &store)
+        .wechat_timeouts(Duration::from_secs(1), attempt, deadline)
+        .build()
+        .unwrap();
     let app = Router::new()
         .route(
             "/api/me",
@@ -356,7 +404,7 @@ async fn an_endless_reply_is_cut_off_at_the_read_limit() {
     )
     .await;
     let rig = rig_for(raw.base.clone()).await;
-    let reply = rig.login("any-code").await;
+    let reply = rig.login(ANY_CODE).await;
     assert_row(
         "endless chunked reply",
         &reply,
@@ -384,7 +432,7 @@ async fn a_declared_huge_length_is_refused_before_reading_the_body() {
     )
     .await;
     let rig = rig_for(raw.base.clone()).await;
-    let reply = rig.login("any-code").await;
+    let reply = rig.login(ANY_CODE).await;
     assert_row(
         "1 GiB content-length",
         &reply,
@@ -402,9 +450,10 @@ async fn a_declared_huge_length_is_refused_before_reading_the_body() {
 // ---------------------------------------------------------------- slow replies
 
 #[tokio::test]
-async fn a_reply_dripping_one_byte_at_a_time_times_out_within_the_deadline() {
-    // Headers at once, then a byte every 100 ms of a 200-byte body: each
-    // attempt ends at its own time limit, and the whole login at the deadline.
+async fn a_reply_dripping_one_byte_at_a_time_times_out_at_each_attempts_limit() {
+    // Headers at once, then a byte every 100 ms of a 200-byte body (20 s):
+    // the attempt limit covers the body too, so each attempt is cut at its
+    // own limit and retried; all three fit in the rig's deadline.
     let raw = raw_wechat(
         "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 200\r\n\r\n",
         b" ".to_vec(),
@@ -412,41 +461,130 @@ async fn a_reply_dripping_one_byte_at_a_time_times_out_within_the_deadline() {
     )
     .await;
     let rig = rig_for(raw.base.clone()).await;
-    let reply = rig.login("any-code").await;
+    let reply = rig.login(ANY_CODE).await;
     assert_row("dripping body", &reply, 503, "wechat_unavailable", false);
-    let connections = raw.connections.load(Ordering::SeqCst);
-    assert!(
-        (1..=ATTEMPTS as usize).contains(&connections),
-        "{connections}"
+    assert_eq!(
+        raw.connections.load(Ordering::SeqCst),
+        ATTEMPTS as usize,
+        "every attempt was cut at its limit and retried"
     );
+    assert!(
+        reply.elapsed >= ATTEMPT * ATTEMPTS,
+        "three attempts cut at {ATTEMPT:?} each took only {:?}",
+        reply.elapsed
+    );
+    raw.wait_client_gone().await;
     rig.assert_nothing_stored("dripping body");
     assert_no_panic();
 }
 
+/// Which limit ended a call to a WeChat slower than every limit, told
+/// apart by what can be observed: the attempts WeChat received, and how
+/// long the client waited measured against the limits. A timer never fires
+/// early, so the lower bounds hold on any machine; the upper bounds leave
+/// seconds of slack.
 #[tokio::test]
-async fn slow_attempts_are_retried_inside_the_deadline_then_503() {
-    // Every attempt is slower than its own limit; the retries still end by
-    // the overall deadline, not after three full attempts' worth of waiting.
-    let (fake, rig) = rig().await;
-    fake.set_latency(Duration::from_secs(30));
+async fn slow_attempts_end_at_the_attempt_limit_three_times_when_the_deadline_is_far() {
+    let attempt = Duration::from_millis(300);
+    // Under the client's 30 s timeout, so a missing attempt limit shows as
+    // a 503 after 20 s rather than a dropped request.
+    let deadline = Duration::from_secs(20);
+    let fake = fake_wechat().await;
+    let rig = rig_timed(fake.base_url(), attempt, deadline).await;
+    fake.set_latency(Duration::from_secs(60));
     let reply = rig.login(&fake.mint_code("o-alice")).await;
-    assert_row("slow every time", &reply, 503, "wechat_unavailable", false);
-    let calls = fake.code2session_calls();
-    assert!((1..=ATTEMPTS as usize).contains(&calls), "{calls}");
-    rig.assert_nothing_stored("slow every time");
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert_eq!(reply.body["error"], "wechat_unavailable", "{}", reply.text);
+    // Three attempts, each cut at its limit: at least 900 ms in all, and
+    // far less than the deadline, which never came into play.
+    assert_eq!(fake.code2session_calls(), ATTEMPTS as usize);
+    assert!(reply.elapsed >= attempt * ATTEMPTS, "{:?}", reply.elapsed);
+    assert!(
+        reply.elapsed < deadline / 2,
+        "waited {:?}: the deadline, not the attempt limit, ended it",
+        reply.elapsed
+    );
+    rig.assert_nothing_stored("slow every time, far deadline");
     fake.set_latency(Duration::ZERO);
     rig.assert_still_serves(&fake, "o-bob").await;
     assert_no_panic();
 }
 
 #[tokio::test]
+async fn the_deadline_ends_slow_attempts_before_three_full_ones() {
+    // Three full attempts would take 4.5 s; the deadline cuts the second
+    // one at 2.5 s, and no third is made.
+    let attempt = Duration::from_millis(1500);
+    let deadline = Duration::from_millis(2500);
+    let fake = fake_wechat().await;
+    let rig = rig_timed(fake.base_url(), attempt, deadline).await;
+    fake.set_latency(Duration::from_secs(60));
+    let reply = rig.login(&fake.mint_code("o-alice")).await;
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert_eq!(reply.body["error"], "wechat_unavailable", "{}", reply.text);
+    assert_eq!(
+        fake.code2session_calls(),
+        2,
+        "the first attempt ends at its limit, the second at the deadline"
+    );
+    assert!(reply.elapsed >= deadline, "{:?}", reply.elapsed);
+    assert!(
+        reply.elapsed < attempt * ATTEMPTS,
+        "waited {:?}, as long as three full attempts: the deadline did not end the call",
+        reply.elapsed
+    );
+    rig.assert_nothing_stored("slow every time, near deadline");
+    fake.set_latency(Duration::ZERO);
+    rig.assert_still_serves(&fake, "o-bob").await;
+    assert_no_panic();
+}
+
+/// A WeChat that reads one request, waits `delay`, then answers `body`
+/// (200, JSON) on that connection. It reports whether the client hung up
+/// before the answer was due.
+async fn late_wechat(delay: Duration, body: &'static str) -> (String, oneshot::Receiver<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let hung_up = tokio::select! {
+            _ = tokio::time::sleep(delay) => false,
+            read = stream.read(&mut buf) => matches!(read, Ok(0) | Err(_)),
+        };
+        let _ = tx.send(hung_up);
+        if !hung_up {
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+    });
+    (base, rx)
+}
+
+#[tokio::test]
 async fn a_success_arriving_after_the_deadline_stores_nothing_later() {
     // WeChat consumes the code and answers a success, but only after the
-    // client gave up: the late answer must not create a session afterwards.
+    // deadline: the client must have given the call up by then (closed the
+    // connection, so the late answer cannot reach it), and stored nothing.
+    let (base, hung_up) = late_wechat(
+        Duration::from_millis(1500),
+        r#"{"openid":"o-alice","session_key":"a2V5a2V5a2V5a2V5a2V5aw=="}"#,
+    )
+    .await;
     let store = CountingStore::new();
     count_panics();
-    let fake = fake_wechat().await;
-    let wx = builder(fake.base_url(), &store)
+    let wx = builder(base, &store)
         .wechat_timeouts(
             Duration::from_secs(1),
             Duration::from_secs(10),
@@ -460,12 +598,16 @@ async fn a_success_arriving_after_the_deadline_stores_nothing_later() {
         base: serve(app).await,
         client: reqwest::Client::new(),
     };
-    fake.push_reply(FakeReply::Delay(Duration::from_millis(1500)));
-    let reply = rig.login(&fake.mint_code("o-alice")).await;
+    let reply = rig.login("any-code").await;
     assert_row("late success", &reply, 503, "wechat_unavailable", false);
-    assert_eq!(fake.code2session_calls(), 1);
-    // Past the moment the late success was sent.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let hung_up = tokio::time::timeout(Duration::from_secs(10), hung_up)
+        .await
+        .expect("the late WeChat got its request")
+        .unwrap();
+    assert!(
+        hung_up,
+        "the client still waited for WeChat past its deadline"
+    );
     rig.assert_nothing_stored("late success");
     assert_no_panic();
 }
@@ -503,7 +645,7 @@ async fn a_wechat_that_is_not_listening_is_503() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let rig = rig_for(base).await;
-    let reply = rig.login("any-code").await;
+    let reply = rig.login(ANY_CODE).await;
     assert_row(
         "connection refused",
         &reply,
@@ -687,5 +829,134 @@ async fn a_5xx_with_a_json_body_is_503_whatever_the_body_says() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.body["openid"], "o-alice", "the 500's body was used");
     assert_eq!(rig.creates(), 1);
+    assert_no_panic();
+}
+
+// ---------------------------------------------------------------- redirects and numbers
+
+/// A second loopback listener that must never be reached: it counts the
+/// connections it accepts (and answers a success, so that a client that
+/// followed a redirect to it would visibly log in).
+struct Trap {
+    base: String,
+    connections: Arc<AtomicUsize>,
+}
+
+async fn trap() -> Trap {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let body = r#"{"openid":"o-mallory","session_key":"a2V5a2V5a2V5a2V5a2V5aw==","access_token":"AT-stolen","expires_in":7200}"#;
+                let _ = stream
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    Trap { base, connections }
+}
+
+/// A WeChat that answers every request with `status` and `Location: target`
+/// plus the path and query it was asked for (what a hijacked API base would send).
+async fn redirecting_wechat(status: u16, target: String) -> String {
+    let app = Router::new().fallback(move |uri: axum::http::Uri| {
+        let target = target.clone();
+        async move {
+            let location = format!(
+                "{target}{}",
+                uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+            );
+            (
+                axum::http::StatusCode::from_u16(status).unwrap(),
+                [(axum::http::header::LOCATION, location)],
+                "",
+            )
+        }
+    });
+    serve(app).await
+}
+
+#[tokio::test]
+async fn a_redirect_from_wechat_is_never_followed() {
+    // A 3xx from the API base would re-send the request, and its query holds
+    // the app secret, to wherever it points. None is followed; each is a
+    // final `wechat_unavailable`, and the target never sees a connection.
+    count_panics();
+    for status in [301, 302, 303, 307, 308] {
+        let trap = trap().await;
+        let base = redirecting_wechat(status, trap.base.clone()).await;
+        let rig = rig_for(base.clone()).await;
+        let reply = rig.login("0716AVll20uHk94SLDml27etM946AVlq").await;
+        let what = format!("{status} redirect");
+        assert_row(&what, &reply, 503, "wechat_unavailable", false);
+        rig.assert_nothing_stored(&what);
+
+        // The access token call (the secret in a POST body) does not follow either.
+        let store = CountingStore::new();
+        let wx = builder(base, &store).build().unwrap();
+        let err = wx.access_token().await.unwrap_err();
+        assert!(
+            matches!(err, wxlogin::WeChatApiError::Unavailable { .. }),
+            "{what}: {err:?}"
+        );
+        assert_eq!(
+            trap.connections.load(Ordering::SeqCst),
+            0,
+            "{what}: followed"
+        );
+    }
+    assert_no_panic();
+}
+
+/// A WeChat whose `stable_token` answers `expires_in` as the given JSON
+/// number text; counts the calls.
+async fn stable_token_wechat(expires_in: &'static str) -> (String, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let app = Router::new().route(
+        "/cgi-bin/stable_token",
+        axum::routing::post(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/plain")],
+                    format!(r#"{{"access_token":"AT-huge-lifetime","expires_in":{expires_in}}}"#),
+                )
+            }
+        }),
+    );
+    (serve(app).await, calls)
+}
+
+#[tokio::test]
+async fn a_huge_expires_in_is_clamped_not_overflowed() {
+    // Tests run in debug builds, where `expires_in * 1000` on u64::MAX panics.
+    count_panics();
+    for expires_in in ["18446744073709551615", "18446744073709551", "0"] {
+        let (base, calls) = stable_token_wechat(expires_in).await;
+        let store = CountingStore::new();
+        let wx = builder(base, &store).build().unwrap();
+        let token = wx.access_token().await.expect(expires_in);
+        assert_eq!(token.expose(), "AT-huge-lifetime");
+        // Cached: the clamped lifetime is still in the future.
+        wx.access_token().await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "expires_in {expires_in}");
+    }
     assert_no_panic();
 }

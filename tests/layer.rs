@@ -4,13 +4,20 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use common::{fake_wechat, get_json, login, serve, CountingStore, APP_ID, APP_SECRET};
 use serde_json::{json, Value};
+use tokio::sync::watch;
 use wxlogin::mock::FakeWeChat;
 use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreFuture, StoreId};
 use wxlogin::{WxLogin, WxLoginBuilder, WxUser};
@@ -47,20 +54,33 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// A store whose loads take a while, so that concurrent misses overlap.
+/// A store whose loads wait until every request of a burst is parked in the
+/// layer (see [`count_parked`]), so concurrent misses overlap by
+/// construction rather than by timing. It counts the loads that started.
 #[derive(Clone)]
-struct SlowLoads {
+struct GatedLoads {
     inner: MemoryStore,
-    delay: Duration,
+    loads: Arc<AtomicUsize>,
+    open: watch::Receiver<bool>,
+    /// Set if a load gave up waiting: the burst never all arrived.
+    gave_up: Arc<AtomicBool>,
 }
 
-impl SessionStore for SlowLoads {
+impl SessionStore for GatedLoads {
     fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
         self.inner.create(id, record)
     }
     fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.clone();
         Box::pin(async move {
-            tokio::time::sleep(self.delay).await;
+            let all_parked = open.wait_for(|open| *open);
+            if tokio::time::timeout(Duration::from_secs(20), all_parked)
+                .await
+                .is_err()
+            {
+                self.gave_up.store(true, Ordering::SeqCst);
+            }
             self.inner.load(id).await
         })
     }
@@ -73,6 +93,80 @@ impl SessionStore for SlowLoads {
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         self.inner.delete_user(openid)
     }
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+}
+
+/// Requests whose handling is under way and waiting (the first poll of the
+/// rest of the stack returned `Pending`: in the layer, that is a store load
+/// or the single flight of one); opens the gate once `want` are.
+#[derive(Clone)]
+struct Parked {
+    count: Arc<AtomicUsize>,
+    want: usize,
+    open: Arc<watch::Sender<bool>>,
+}
+
+async fn count_parked(State(parked): State<Parked>, req: Request, next: Next) -> Response {
+    let mut rest = std::pin::pin!(next.run(req));
+    match std::future::poll_fn(|cx| Poll::Ready(rest.as_mut().poll(cx))).await {
+        Poll::Ready(res) => res,
+        Poll::Pending => {
+            if parked.count.fetch_add(1, Ordering::SeqCst) + 1 == parked.want {
+                parked.open.send_replace(true);
+            }
+            rest.await
+        }
+    }
+}
+
+/// An instance with a cold cache in front of `shared` through [`GatedLoads`],
+/// served on loopback; its loads wait until `burst` requests are parked.
+async fn gated_instance(
+    fake: &FakeWeChat,
+    shared: &MemoryStore,
+    burst: usize,
+) -> (WxLogin, String, GatedLoads) {
+    let (open, gate) = watch::channel(false);
+    let store = GatedLoads {
+        inner: shared.clone(),
+        loads: Arc::default(),
+        open: gate,
+        gave_up: Arc::default(),
+    };
+    let wx = builder(fake)
+        .token_key(KEY)
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let parked = Parked {
+        count: Arc::default(),
+        want: burst,
+        open: Arc::new(open),
+    };
+    let app = router(&wx).layer(middleware::from_fn_with_state(parked, count_parked));
+    (wx.clone(), serve(app).await, store)
+}
+
+/// Sends `n` concurrent `GET /api/me` with `token`; returns status and body of each.
+async fn concurrent_me(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    n: usize,
+) -> Vec<(u16, Value)> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (client, url, token) = (client.clone(), format!("{base}/api/me"), token.to_owned());
+            tokio::spawn(async move { get_json(&client, &url, Some(&token)).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
 }
 
 async fn logout(client: &reqwest::Client, base: &str, token: Option<&str>) -> (u16, Value) {
@@ -137,8 +231,13 @@ async fn warm_cache_makes_no_store_loads_and_expired_entry_makes_one() {
     assert!(store.loads() <= before + 2);
 }
 
-#[tokio::test]
+/// Single flight: however many requests miss the cache on one session id at
+/// once, the store is asked once. The store's load is held until all of
+/// them are parked in the layer, so they overlap by construction; a layer
+/// without single flight would start one load per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_make_one_store_load() {
+    const BURST: usize = 50;
     let fake = fake_wechat().await;
     let shared = MemoryStore::new();
     let client = reqwest::Client::new();
@@ -152,60 +251,51 @@ async fn concurrent_misses_make_one_store_load() {
     let issuer_base = serve(router(&issuer)).await;
     let token = login(&client, &issuer_base, &fake, "o-alice").await;
 
-    // Instance 2 has never seen it: a cold cache in front of a slow store.
-    let store = CountingStore::wrap(SlowLoads {
-        inner: shared.clone(),
-        delay: Duration::from_millis(200),
-    });
-    let cold = builder(&fake)
-        .token_key(KEY)
-        .store(store.clone())
-        .build()
-        .unwrap();
-    let base = serve(router(&cold)).await;
-    let url = format!("{base}/api/me");
-
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(50));
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let client = client.clone();
-        let url = url.clone();
-        let token = token.clone();
-        let barrier = barrier.clone();
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            get_json(&client, &url, Some(&token)).await
-        }));
-    }
-    for task in tasks {
-        let (status, body) = task.await.unwrap();
+    // Instance 2 has never seen it: a cold cache in front of the gated store.
+    let (_cold, base, store) = gated_instance(&fake, &shared, BURST).await;
+    for (status, body) in concurrent_me(&client, &base, &token, BURST).await {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["openid"], "o-alice");
     }
-    assert_eq!(store.loads(), 1, "50 concurrent misses, one store load");
-    assert_eq!(store.total(), 1);
+    assert!(
+        !store.gave_up.load(Ordering::SeqCst),
+        "the burst never all arrived"
+    );
+    assert_eq!(
+        store.loads.load(Ordering::SeqCst),
+        1,
+        "{BURST} concurrent misses, one store load"
+    );
+}
 
-    // And an unknown (but well-signed) token concurrently: one load, all 401.
-    let unknown = {
-        let other = builder(&fake).token_key(KEY).build().unwrap(); // its own store
-        let other_base = serve(router(&other)).await;
-        login(&client, &other_base, &fake, "o-ghost").await
-    };
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let client = client.clone();
-        let url = url.clone();
-        let token = unknown.clone();
-        tasks.push(tokio::spawn(async move {
-            get_json(&client, &url, Some(&token)).await
-        }));
-    }
-    for task in tasks {
-        let (status, body) = task.await.unwrap();
-        assert_eq!(status, 401);
+/// The same for a well-formed, well-signed token whose session no store
+/// holds: the answer (`invalid_token`) is not cached, so only single flight
+/// keeps a burst of them from becoming a burst of store loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_unknown_tokens_make_one_store_load() {
+    const BURST: usize = 20;
+    let fake = fake_wechat().await;
+    let client = reqwest::Client::new();
+    let (cold, base, store) = gated_instance(&fake, &MemoryStore::new(), BURST).await;
+    let unknown = cold.bench_unknown_token();
+    for (status, body) in concurrent_me(&client, &base, &unknown, BURST).await {
+        assert_eq!(status, 401, "{body}");
         assert_eq!(body["error"], "invalid_token");
     }
-    assert!(store.loads() >= 2, "the unknown token was looked up");
+    assert!(
+        !store.gave_up.load(Ordering::SeqCst),
+        "the burst never all arrived"
+    );
+    assert_eq!(
+        store.loads.load(Ordering::SeqCst),
+        1,
+        "{BURST} concurrent lookups of one unknown token, one store load"
+    );
+    // Nothing was cached for it: the next lookup asks the store again (the
+    // gate stays open).
+    let (status, _) = get_json(&client, &format!("{base}/api/me"), Some(&unknown)).await;
+    assert_eq!(status, 401);
+    assert_eq!(store.loads.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
@@ -228,11 +318,10 @@ async fn cache_entry_never_outlives_its_session() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (status, body) = get_json(&client, &url, Some(&token)).await;
     assert_eq!(status, 401, "{body}");
-    let code = body["error"].as_str().unwrap();
-    assert!(
-        code == "session_expired" || code == "invalid_token",
-        "unexpected code {code}"
-    );
+    // The cache entry ended with the session; the store (swept once a
+    // minute) still holds the ended record, so it is expired, not unknown.
+    assert_eq!(store.inner.len(), 1, "the ended record is still stored");
+    assert_eq!(body["error"], "session_expired", "{body}");
     assert_eq!(body["relogin"], true);
     // And it stays refused.
     let (status, _) = get_json(&client, &url, Some(&token)).await;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::{Json, Router};
+use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -214,6 +215,48 @@ async fn bad_bodies_are_400_bad_request_without_calling_wechat() {
         ),
         ("code with a newline", r#"{"code":"abc\ndef"}"#.to_owned()),
         ("non-ASCII code", r#"{"code":"кодкод"}"#.to_owned()),
+        // Not the shape of a wx.login() code (32 letters and digits): refused
+        // before any jscode2session call, which would cost WeChat quota.
+        (
+            "a 15-character code",
+            r#"{"code":"0716AVll20uHk94"}"#.to_owned(),
+        ),
+        (
+            "the devtools' mock code",
+            r#"{"code":"the code is a mock one"}"#.to_owned(),
+        ),
+        (
+            "a code with a '+'",
+            r#"{"code":"0716AVll20uHk94S+Dml27etM946AVlq"}"#.to_owned(),
+        ),
+        (
+            "a code with a '/'",
+            r#"{"code":"0716AVll20uHk94S/Dml27etM946AVlq"}"#.to_owned(),
+        ),
+        (
+            "a code with '='",
+            r#"{"code":"0716AVll20uHk94SLDml27etM946AV=="}"#.to_owned(),
+        ),
+        (
+            "a code with '&'",
+            r#"{"code":"0716AVll20uHk94S&appid=wx0000000000"}"#.to_owned(),
+        ),
+        (
+            "a code with '%'",
+            r#"{"code":"0716AVll20uHk94S%26Dml27etM946AVlq"}"#.to_owned(),
+        ),
+        (
+            "a code with a quote",
+            r#"{"code":"0716AVll20uHk94S'Dml27etM946AVlq"}"#.to_owned(),
+        ),
+        (
+            "a code with a dot",
+            r#"{"code":"0716AVll20uHk94S.Dml27etM946AVlq"}"#.to_owned(),
+        ),
+        (
+            "129 characters",
+            json!({ "code": "a".repeat(129) }).to_string(),
+        ),
     ];
     for (what, body) in bodies {
         let reply = post(&base, Some("application/json"), body).await;
@@ -221,6 +264,25 @@ async fn bad_bodies_are_400_bad_request_without_calling_wechat() {
         assert_rejection(&reply, 400, "bad_request", false);
     }
     assert_eq!(fake.code2session_calls(), 0, "a bad body reached WeChat");
+
+    // Every real code seen has this shape, and so do the fake's: accepted
+    // (WeChat then says whether it is valid), as is the whole margin kept
+    // around it (16 to 128 letters, digits, `-` and `_`).
+    for code in [
+        "0716AVll20uHk94SLDml27etM946AVlq".to_owned(),
+        "081HonW91tM3MN1NizW91F0mW91HonWu".to_owned(),
+        "a".repeat(16),
+        "A-b_0".repeat(25) + "xyz",
+    ] {
+        let reply = login_code(&base, &code).await;
+        assert_rejection(&reply, 400, "invalid_code", true);
+    }
+    assert_eq!(fake.code2session_calls(), 4);
+    let code = fake.mint_code("o-alice");
+    assert!(
+        code.len() == 32 && code.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{code}"
+    );
 }
 
 #[tokio::test]
@@ -298,6 +360,166 @@ async fn a_chunked_body_over_the_limit_is_413() {
     assert!(text.contains(r#""openid":"o-alice""#), "{text}");
 }
 
+/// A connection whose send buffer is small (128 KiB asked), as on a slow
+/// link: the body is still on its way when the server answers (on loopback
+/// the kernel would otherwise swallow megabytes at once and hide the reset).
+async fn slow_link(base: &str) -> TcpStream {
+    let addr = base.strip_prefix("http://").unwrap().parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(128 * 1024).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// A body of `len` bytes that is a JSON login body with a huge code.
+fn huge_login_body(len: usize) -> Vec<u8> {
+    let mut body = br#"{"code":""#.to_vec();
+    body.resize(len - 2, b'a');
+    body.extend_from_slice(br#""}"#);
+    body
+}
+
+/// Checks a 413 `bad_request` response's status and JSON body.
+fn assert_413(what: &str, status: u16, body: &[u8]) {
+    assert_eq!(status, 413, "{what}");
+    let json: Value = serde_json::from_slice(body).unwrap_or_else(|e| {
+        panic!(
+            "{what}: not JSON ({e}): {:?}",
+            String::from_utf8_lossy(body)
+        )
+    });
+    assert_eq!(json["error"], "bad_request", "{what}");
+    assert_eq!(json["relogin"], false, "{what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_2_mib_bodies_in_a_row_all_read_their_413() {
+    // Over the limit, the server answers 413 before the client has sent its
+    // body. Closing with the body unread resets the connection under the
+    // client, which then fails to send and never reads the answer; the
+    // server drains a bounded amount of the body first, so the request
+    // completes and the 413 is read.
+    let (fake, base) = setup(|b| b).await;
+    let payload = huge_login_body(2 * 1024 * 1024);
+    let mut chunked = Vec::new();
+    for piece in payload.chunks(32 * 1024) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let with_length = format!(
+        "POST /wx/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        payload.len()
+    );
+    let with_chunks = "POST /wx/login HTTP/1.1\r\nHost: localhost\r\n\
+        Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+    // A raw client: the whole request, then the response.
+    for (kind, head, body) in [
+        ("content-length", with_length.as_bytes(), &payload),
+        ("chunked", with_chunks.as_bytes(), &chunked),
+    ] {
+        for i in 0..30 {
+            let what = format!("raw {kind} body {i}");
+            let mut stream = slow_link(&base).await;
+            let mut request = head.to_vec();
+            request.extend_from_slice(body);
+            let wrote = stream.write_all(&request).await;
+            assert!(wrote.is_ok(), "{what}: reset while sending: {wrote:?}");
+            let mut response = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(10), async {
+                let mut buf = [0u8; 8192];
+                loop {
+                    if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .expect("a content-length");
+                        if response.len() >= end + 4 + length {
+                            return Ok(end + 4);
+                        }
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) => return Err(format!("closed after {} bytes", response.len())),
+                        Ok(n) => response.extend_from_slice(&buf[..n]),
+                        Err(e) => return Err(format!("{e} after {} bytes", response.len())),
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no answer within 10 s"));
+            let body_at = read.unwrap_or_else(|e| panic!("{what}: the 413 was lost: {e}"));
+            let status = String::from_utf8_lossy(&response[9..12]).parse().unwrap();
+            assert_413(&what, status, &response[body_at..]);
+        }
+    }
+
+    // hyper's client (what reqwest runs on), which gives up on a failed send.
+    for kind in ["content-length", "chunked"] {
+        for i in 0..30 {
+            let what = format!("hyper {kind} body {i}");
+            let stream = slow_link(&base).await;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let body = match kind {
+                "content-length" => http_body_util::Full::new(bytes::Bytes::from(payload.clone()))
+                    .map_err(|never| match never {})
+                    .boxed(),
+                _ => {
+                    // No size hint: hyper sends it chunked.
+                    let frames: Vec<Result<_, std::convert::Infallible>> = payload
+                        .chunks(32 * 1024)
+                        .map(|c| Ok(hyper::body::Frame::data(bytes::Bytes::copy_from_slice(c))))
+                        .collect();
+                    http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed()
+                }
+            };
+            let req = hyper::Request::post("/wx/login")
+                .header("host", "localhost")
+                .body(body)
+                .unwrap();
+            let res = sender
+                .send_request(req)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: the 413 was lost: {e:?}"));
+            let status = res.status().as_u16();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            assert_413(&what, status, &body);
+        }
+    }
+    assert_eq!(fake.code2session_calls(), 0);
+}
+
+#[tokio::test]
+async fn an_over_limit_body_behind_expect_100_continue_is_refused_unsent() {
+    // The client waits for `100 Continue` before sending: the 413 comes
+    // instead, at once, and the body is never asked for.
+    let (fake, base) = setup(|b| b).await;
+    let mut stream = slow_link(&base).await;
+    stream
+        .write_all(
+            b"POST /wx/login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2097152\r\n\
+              Expect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+    assert!(text.contains(r#""error":"bad_request""#), "{text}");
+    assert_eq!(fake.code2session_calls(), 0);
+}
+
 #[tokio::test]
 async fn get_is_405() {
     let (fake, base) = setup(|b| b).await;
@@ -310,6 +532,40 @@ async fn get_is_405() {
     assert_rejection(&reply, 405, "bad_request", false);
     assert_eq!(reply.header("allow"), Some("POST"));
     assert_eq!(fake.code2session_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_login_hook_that_panics_is_500_misconfigured_before_or_inside_its_future() {
+    // A hook is app code: whether the closure itself panics (before it
+    // returns a future) or its future does, the client gets 500
+    // `misconfigured`, the connection stays usable, and nothing is stored.
+    let fake = fake_wechat().await;
+    let store = common::CountingStore::new();
+    let wx = builder(&fake)
+        .store(store.clone())
+        .on_login(|who: wxlogin::Identity| {
+            if who.openid == "o-panics-in-the-closure" {
+                panic!("app bug in the hook closure");
+            }
+            async move {
+                if who.openid == "o-panics-in-the-future" {
+                    panic!("app bug in the hook future");
+                }
+                Ok(who.openid)
+            }
+        })
+        .build()
+        .unwrap();
+    let app = Router::new().route_service("/wx/login", wx.login_service());
+    let base = serve(app).await;
+    for openid in ["o-panics-in-the-closure", "o-panics-in-the-future"] {
+        let reply = login_code(&base, &fake.mint_code(openid)).await;
+        assert_rejection(&reply, 500, "misconfigured", false);
+        assert!(!reply.text.contains("app bug"), "{}", reply.text);
+    }
+    assert_eq!(store.creates.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let reply = login_code(&base, &fake.mint_code("o-fine")).await;
+    assert_logged_in(&reply, "o-fine", None);
 }
 
 // ---------------------------------------------------------------- WeChat failures
@@ -359,8 +615,8 @@ async fn rate_limit_45011_is_429_with_retry_after() {
     fake.push_reply(FakeReply::Errcode(45011));
     let reply = login_code(&base, &fake.mint_code("o-alice")).await;
     assert_rejection(&reply, 429, "rate_limited", false);
-    let retry_after: u64 = reply.header("retry-after").unwrap().parse().unwrap();
-    assert!(retry_after >= 1);
+    // WeChat's quota is per minute.
+    assert_eq!(reply.header("retry-after"), Some("60"));
     assert_eq!(fake.code2session_calls(), 1);
 }
 

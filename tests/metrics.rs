@@ -9,6 +9,8 @@ use axum::Router;
 use common::*;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::MetricKind;
+use wxlogin::mock::FakeWeChat;
+use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreError, StoreFuture, StoreId};
 use wxlogin::{WxLogin, WxUser};
 
 /// (name, sorted labels) → value, for counters; histograms → sample count.
@@ -34,10 +36,54 @@ fn read(snapshotter: &metrics_util::debugging::Snapshotter) -> HashMap<(String, 
         .collect()
 }
 
-fn get_metric(m: &HashMap<(String, Vec<String>), u64>, name: &str, label: &str) -> u64 {
-    m.get(&(name.to_owned(), vec![label.to_owned()]))
-        .copied()
-        .unwrap_or(0)
+/// A store whose loads fail: a store outage on the miss path.
+#[derive(Clone, Default)]
+struct FailingLoads(MemoryStore);
+
+impl SessionStore for FailingLoads {
+    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
+        self.0.create(id, record)
+    }
+    fn load(&self, _id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
+        Box::pin(async { Err(StoreError::new("connection refused (test)")) })
+    }
+    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
+        self.0.delete(id)
+    }
+    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
+        self.0.touch(id, idle_expires_at_ms)
+    }
+    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
+        self.0.delete_user(openid)
+    }
+    fn is_shared(&self) -> bool {
+        false
+    }
+}
+
+const KEY: &str = "metrics-test-token-key-0123456789";
+
+fn instance(fake: &FakeWeChat, store: impl SessionStore) -> WxLogin {
+    WxLogin::builder()
+        .app_id(APP_ID)
+        .app_secret(APP_SECRET)
+        .api_base(fake.base_url())
+        .token_key(KEY)
+        .store(store)
+        .build()
+        .unwrap()
+}
+
+async fn app(wx: &WxLogin) -> String {
+    let app = Router::new()
+        .route(
+            "/api/me",
+            get(|u: WxUser| async move { u.openid().to_owned() }),
+        )
+        .layer(wx.layer())
+        .route_service("/wx/login", wx.login_service())
+        .route_service("/wx/logout", wx.logout_service());
+    serve(app).await
 }
 
 #[tokio::test]
@@ -49,20 +95,13 @@ async fn counters_follow_logins_cache_and_rejections() {
         .expect("the only recorder in this test binary");
 
     let fake = fake_wechat().await;
-    let wx = WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
-        .build()
-        .unwrap();
-    let app = Router::new()
-        .route(
-            "/api/me",
-            get(|u: WxUser| async move { u.openid().to_owned() }),
-        )
-        .layer(wx.layer())
-        .route_service("/wx/login", wx.login_service());
-    let base = serve(app).await;
+    // `a` logs in and serves from its cache; `b` shares its store and key
+    // (a miss, then a hit); `c` has the key but a store whose loads fail.
+    let shared = MemoryStore::new();
+    let a = instance(&fake, shared.clone());
+    let b = instance(&fake, shared.clone());
+    let c = instance(&fake, FailingLoads::default());
+    let (base, base_b, base_c) = (app(&a).await, app(&b).await, app(&c).await);
     let client = reqwest::Client::new();
 
     let token = login(&client, &base, &fake, "o-metrics").await;
@@ -72,8 +111,12 @@ async fn counters_follow_logins_cache_and_rejections() {
     }
     let (status, _) = get_json(&client, &format!("{base}/api/me"), None).await;
     assert_eq!(status, 401);
+    // A forged token is refused on its MAC, before the cache.
+    let (status, _) = get_json(&client, &format!("{base}/api/me"), Some("forged")).await;
+    assert_eq!(status, 401);
     // A reused code: WeChat says 40163.
     let code = fake.mint_code("o-twice");
+    let mut twice = String::new();
     for expected in [200, 400] {
         let res = client
             .post(format!("{base}/wx/login"))
@@ -82,30 +125,66 @@ async fn counters_follow_logins_cache_and_rejections() {
             .await
             .unwrap();
         assert_eq!(res.status(), expected);
+        if expected == 200 {
+            let body: serde_json::Value = res.json().await.unwrap();
+            twice = body["token"].as_str().unwrap().to_owned();
+        }
     }
+    let res = client
+        .post(format!("{base}/wx/logout"))
+        .bearer_auth(&twice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    for expected in [200, 200] {
+        let (status, _) = get_json(&client, &format!("{base_b}/api/me"), Some(&token)).await;
+        assert_eq!(status, expected);
+    }
+    let (status, _) = get_json(&client, &format!("{base_c}/api/me"), Some(&token)).await;
+    assert_eq!(status, 503);
 
+    // Every metric the run must have emitted, with its value (histograms:
+    // their sample count), and nothing else: a counter never emitted fails
+    // as surely as a wrong count.
+    let expected: HashMap<(String, Vec<String>), u64> = [
+        ("wxlogin_logins_total", "outcome=ok", 2),
+        ("wxlogin_logins_total", "outcome=invalid_code", 1),
+        ("wxlogin_wechat_seconds", "outcome=ok", 2),
+        ("wxlogin_wechat_seconds", "outcome=invalid_code", 1),
+        // Three on `a` after its login warmed the cache, one on `b` after its miss.
+        ("wxlogin_cache_total", "result=hit", 4),
+        // `b`'s first request and `c`'s.
+        ("wxlogin_cache_total", "result=miss", 2),
+        ("wxlogin_rejections_total", "error=missing_token", 1),
+        ("wxlogin_rejections_total", "error=invalid_token", 1),
+        ("wxlogin_rejections_total", "error=store_unavailable", 1),
+        // A login's one store step also keeps the newest `session_key`.
+        ("wxlogin_store_seconds", "op=create", 2),
+        ("wxlogin_store_seconds", "op=delete", 1),
+        ("wxlogin_store_seconds", "op=load", 2),
+        ("wxlogin_store_errors_total", "op=load", 1),
+    ]
+    .into_iter()
+    .map(|(name, label, v)| ((name.to_owned(), vec![label.to_owned()]), v))
+    .collect();
     let m = read(&snapshotter);
-    assert_eq!(get_metric(&m, "wxlogin_logins_total", "outcome=ok"), 2);
-    assert_eq!(
-        get_metric(&m, "wxlogin_logins_total", "outcome=invalid_code"),
-        1
-    );
-    // The login warmed the cache: three hits, no miss.
-    assert_eq!(get_metric(&m, "wxlogin_cache_total", "result=hit"), 3);
-    assert_eq!(get_metric(&m, "wxlogin_cache_total", "result=miss"), 0);
-    assert_eq!(
-        get_metric(&m, "wxlogin_rejections_total", "error=missing_token"),
-        1
-    );
-    // WeChat latency was observed for every exchange, by outcome.
-    assert_eq!(get_metric(&m, "wxlogin_wechat_seconds", "outcome=ok"), 2);
-    assert_eq!(
-        get_metric(&m, "wxlogin_wechat_seconds", "outcome=invalid_code"),
-        1
-    );
-    // Two session creates, timed; no store errors.
-    assert_eq!(get_metric(&m, "wxlogin_store_seconds", "op=create"), 2);
-    assert_eq!(get_metric(&m, "wxlogin_store_errors_total", "op=create"), 0);
+    let mut wrong = Vec::new();
+    for (key, want) in &expected {
+        match m.get(key) {
+            None => wrong.push(format!("{key:?}: never emitted, want {want}")),
+            Some(got) if got != want => wrong.push(format!("{key:?}: {got}, want {want}")),
+            Some(_) => {}
+        }
+    }
+    for (key, got) in &m {
+        if !expected.contains_key(key) {
+            wrong.push(format!("{key:?}: {got}, not expected"));
+        }
+    }
+    wrong.sort();
+    assert!(wrong.is_empty(), "metrics differ:\n{}", wrong.join("\n"));
+
     // No label carries a user id or a token.
     for (name, labels) in m.keys() {
         for l in labels {

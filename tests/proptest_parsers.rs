@@ -63,9 +63,10 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
-/// A login code as WeChat makes them: visible ASCII, 1 to 128 characters.
+/// A login code of the shape the route accepts: 16 to 128 letters, digits,
+/// `-` and `_` (WeChat's are 32 letters and digits).
 fn valid_code() -> impl Strategy<Value = String> {
-    "[!-~]{1,128}"
+    "[A-Za-z0-9_-]{16,128}"
 }
 
 // ---------------------------------------------------------------- token
@@ -246,15 +247,16 @@ proptest! {
     fn invalid_codes_are_refused(
         code in prop_oneof![
             Just(String::new()),
-            "[!-~]{129,200}",
-            "[!-~]{0,10}[ \t\r\n\u{0}-\u{1f}\u{7f}][!-~]{0,10}",
-            "[!-~]{0,10}[^\u{0}-\u{7f}][!-~]{0,10}",
+            "[A-Za-z0-9_-]{1,15}",
+            "[A-Za-z0-9_-]{129,200}",
+            "[A-Za-z0-9_-]{8,40}[ !-,./:-@\\[-^`{-~\t\r\n\u{0}-\u{1f}\u{7f}][A-Za-z0-9_-]{8,40}",
+            "[A-Za-z0-9_-]{8,40}[^\u{0}-\u{7f}][A-Za-z0-9_-]{8,40}",
         ],
     ) {
         let text = json!({ "code": code }).to_string();
         prop_assert_eq!(
             fuzzing::parse_login_body(text.as_bytes()),
-            Err("\"code\" must be the non-empty code from wx.login()")
+            Err("\"code\" must be the code from wx.login()")
         );
     }
 }
@@ -393,19 +395,55 @@ proptest! {
 
 // ---------------------------------------------------------------- committed inputs
 
-/// Runs every file in `fuzz/<dir>/<target>/` through that target.
+/// The fuzz targets, by the name of their directory under `fuzz/seeds/`
+/// and `fuzz/regressions/`.
+type Target = (&'static str, fn(&[u8]));
+const TARGETS: [Target; 5] = [
+    ("token", fuzzing::token),
+    ("token_header", fuzzing::token_header),
+    ("login_body", fuzzing::login_body),
+    ("wechat_reply", fuzzing::wechat_reply),
+    ("decrypt_json", fuzzing::decrypt_json),
+];
+
+/// Every file under `dir`, at any depth, except a README directly in it.
+fn inputs_on_disk(dir: &Path, top: bool) -> usize {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut n = 0;
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            n += inputs_on_disk(&path, false);
+        } else if !(top && path.file_name().is_some_and(|f| f == "README.md")) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Runs every file in `fuzz/<dir>/<target>/` through that target; returns
+/// how many it ran, after checking that this is every input in `fuzz/<dir>/`
+/// (a file outside a target's directory, or a directory named for no
+/// target, fails instead of being skipped).
 fn replay(dir: &str) -> usize {
-    type Target = (&'static str, fn(&[u8]));
-    let targets: [Target; 5] = [
-        ("token", fuzzing::token),
-        ("token_header", fuzzing::token_header),
-        ("login_body", fuzzing::login_body),
-        ("wechat_reply", fuzzing::wechat_reply),
-        ("decrypt_json", fuzzing::decrypt_json),
-    ];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join(dir);
+    for entry in std::fs::read_dir(&root).unwrap_or_else(|e| panic!("fuzz/{dir}/: {e}")) {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            assert!(
+                TARGETS.iter().any(|(t, _)| *t == name),
+                "fuzz/{dir}/{name}/ is named for no fuzz target; its inputs would never run"
+            );
+        } else {
+            assert_eq!(
+                name, "README.md",
+                "fuzz/{dir}/{name}: inputs go in fuzz/{dir}/<target>/"
+            );
+        }
+    }
     let mut replayed = 0;
-    for (name, target) in targets {
+    for (name, target) in TARGETS {
         let Ok(entries) = std::fs::read_dir(root.join(name)) else {
             continue;
         };
@@ -417,17 +455,34 @@ fn replay(dir: &str) -> usize {
             replayed += 1;
         }
     }
+    assert_eq!(
+        replayed,
+        inputs_on_disk(&root, true),
+        "fuzz/{dir}/: not every input was replayed"
+    );
     replayed
 }
 
 #[test]
 fn the_committed_fuzz_seeds_pass_every_target() {
-    assert!(replay("seeds") >= 5, "fuzz/seeds/ is missing");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    for (name, _) in TARGETS {
+        assert!(root.join(name).is_dir(), "fuzz/seeds/{name}/ is missing");
+    }
+    assert!(
+        replay("seeds") >= TARGETS.len(),
+        "fuzz/seeds/ is nearly empty"
+    );
 }
 
 #[test]
 fn the_committed_fuzz_regressions_pass_every_target() {
-    replay("regressions");
+    let replayed = replay("regressions");
+    assert!(replayed > 0, "fuzz/regressions/ holds no input");
+    // The committed regression, named in the test below.
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions/wechat_reply/invalid-utf8-in-an-ignored-field")
+        .is_file());
 }
 
 #[test]
@@ -449,8 +504,8 @@ fn the_seeds_reach_the_interesting_paths() {
         WeChatReply::Session { .. }
     ));
     assert_eq!(
-        fuzzing::parse_login_body(br#"{"code":"081aBc"}"#),
-        Ok("081aBc".to_owned())
+        fuzzing::parse_login_body(br#"{"code":"081HonW91tM3MN1NizW91F0mW91HonWu"}"#),
+        Ok("081HonW91tM3MN1NizW91F0mW91HonWu".to_owned())
     );
 }
 

@@ -288,6 +288,9 @@ impl SessionStore for Gated {
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         self.inner.delete_user(openid)
     }
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// A login whose new session is revoked between the store's write and the
@@ -352,6 +355,9 @@ impl SessionStore for SlowAnswer {
             tokio::time::sleep(self.delay).await;
             Ok(ids)
         })
+    }
+    fn is_shared(&self) -> bool {
+        false
     }
 }
 
@@ -427,6 +433,9 @@ impl SessionStore for FailFirstTouch {
     }
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         self.inner.delete_user(openid)
+    }
+    fn is_shared(&self) -> bool {
+        false
     }
 }
 
@@ -516,6 +525,9 @@ impl SessionStore for FailingLoads {
     }
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         self.inner.delete_user(openid)
+    }
+    fn is_shared(&self) -> bool {
+        false
     }
 }
 

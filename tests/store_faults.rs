@@ -17,7 +17,11 @@
 //! For every fault: requests get only 200 or 503 `store_unavailable`, never a
 //! 401 and never a hang past the store timeout (each request's time is
 //! checked); a login gets 200 with a token or 503 with none; logouts get 204
-//! or 503. Once the fault ends, service comes back by itself, every session
+//! or 503. Which of the two depends on when a request ran against the fault,
+//! so the proxy's faults also check the requests that ran wholly inside the
+//! fault (after it was set, before it was lifted): every login and logout
+//! among them is 503, as no store write can succeed then (a read may still
+//! be served from the cache). Once the fault ends, service comes back by itself, every session
 //! stored before the fault still works, every token a login handed out
 //! (before or during the fault) works, and every logged-out token is refused.
 
@@ -304,6 +308,8 @@ struct Tally {
     /// Tokens whose logout got 503 (to retry after the fault).
     logout_failed: Vec<String>,
     slowest: Duration,
+    /// Logins and logouts that ran wholly inside a total fault.
+    inside: usize,
 }
 
 impl Tally {
@@ -315,6 +321,7 @@ impl Tally {
         self.logged_out.extend(other.logged_out);
         self.logout_failed.extend(other.logout_failed);
         self.slowest = self.slowest.max(other.slowest);
+        self.inside += other.inside;
     }
 
     fn count(&self, route: &'static str, status: u16) -> usize {
@@ -330,11 +337,30 @@ struct Ctx {
     phase: AtomicU8,
     stop: AtomicBool,
     seq: AtomicU64,
+    /// Whether the fault blocks every store call while it is set (the
+    /// proxy's do; `CLIENT KILL` in a loop lets calls through between kills).
+    total: bool,
+    /// When the fault was fully set, and when its lifting began, in ms from
+    /// `epoch` (`u64::MAX` until then).
+    epoch: Instant,
+    fault_set_ms: AtomicU64,
+    fault_lifted_ms: AtomicU64,
 }
 
 impl Ctx {
     fn me(&self) -> String {
         format!("{}/api/me", self.base)
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
+        at.duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// Whether a request from `started` to now ran wholly inside a total fault.
+    fn inside_total_fault(&self, started: Instant) -> bool {
+        self.total
+            && self.ms(started) > self.fault_set_ms.load(Ordering::SeqCst)
+            && self.ms(Instant::now()) < self.fault_lifted_ms.load(Ordering::SeqCst)
     }
 }
 
@@ -359,6 +385,14 @@ fn check(
     if ctx.phase.load(Ordering::SeqCst) == PHASE_BEFORE {
         assert_eq!(status, ok, "{route} before any fault: {body}");
         return;
+    }
+    // A write inside a total fault cannot have reached the store.
+    if route != "me" && ctx.inside_total_fault(started) {
+        assert_eq!(
+            status, 503,
+            "{route} wholly inside the fault must fail: {body}"
+        );
+        tally.inside += 1;
     }
     if status == ok {
         return;
@@ -482,6 +516,10 @@ async fn run_through_fault(inst: &Instance, fake: &FakeWeChat, fault: Fault<'_>)
         phase: AtomicU8::new(PHASE_BEFORE),
         stop: AtomicBool::new(false),
         seq: AtomicU64::new(0),
+        total: matches!(fault, Fault::Proxy(..)),
+        epoch: Instant::now(),
+        fault_set_ms: AtomicU64::new(u64::MAX),
+        fault_lifted_ms: AtomicU64::new(u64::MAX),
     });
     let workers: Vec<JoinHandle<Tally>> = (0..WORKERS)
         .map(|w| tokio::spawn(worker(ctx.clone(), w)))
@@ -494,7 +532,11 @@ async fn run_through_fault(inst: &Instance, fake: &FakeWeChat, fault: Fault<'_>)
     match fault {
         Fault::Proxy(proxy, mode) => {
             proxy.set(mode).await;
+            ctx.fault_set_ms
+                .store(ctx.ms(Instant::now()), Ordering::SeqCst);
             tokio::time::sleep(FAULT).await;
+            ctx.fault_lifted_ms
+                .store(ctx.ms(Instant::now()), Ordering::SeqCst);
             proxy.set(Mode::Pass).await;
         }
         Fault::ClientKill(port) => {
@@ -533,11 +575,12 @@ async fn run_through_fault(inst: &Instance, fake: &FakeWeChat, fault: Fault<'_>)
         tally.merge(w.await.expect("a client panicked"));
     }
     eprintln!(
-        "statuses {:?}; logins {}; logouts {} (+{} failed); slowest request {:?}",
+        "statuses {:?}; logins {}; logouts {} (+{} failed); {} writes wholly inside the fault; slowest request {:?}",
         tally.statuses,
         tally.logged_in.len(),
         tally.logged_out.len(),
         tally.logout_failed.len(),
+        tally.inside,
         tally.slowest
     );
 
@@ -583,6 +626,13 @@ async fn run_through_fault(inst: &Instance, fake: &FakeWeChat, fault: Fault<'_>)
     let fresh = login(&client, &inst.base, fake, "o-after").await;
     assert_eq!(get_json(&client, &inst.me(), Some(&fresh)).await.0, 200);
     assert!(tally.count("me", 200) > 0 && tally.count("login", 200) > 0);
+    if ctx.total {
+        assert!(
+            tally.inside > 0,
+            "no login or logout ran wholly inside the fault: {:?}",
+            tally.statuses
+        );
+    }
     tally
 }
 

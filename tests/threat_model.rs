@@ -41,6 +41,9 @@ impl SessionStore for DumpedStore {
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         self.inner.delete_user(openid)
     }
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
 }
 
 async fn app() -> (wxlogin::mock::FakeWeChat, DumpedStore, String) {

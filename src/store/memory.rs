@@ -321,6 +321,10 @@ impl SessionStore for MemoryStore {
         Box::pin(std::future::ready(Ok(ids)))
     }
 
+    fn is_shared(&self) -> bool {
+        false // one process's memory
+    }
+
     fn put_latest_session_key(
         &self,
         openid: &str,

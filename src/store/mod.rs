@@ -229,6 +229,9 @@ pub type InvalidationSink = Arc<dyn Fn(Invalidation) -> bool + Send + Sync>;
 ///     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
 ///         self.inner.delete_user(openid)
 ///     }
+///     fn is_shared(&self) -> bool {
+///         false // one process: a shared store (a database) says `true`
+///     }
 /// }
 ///
 /// let loads = Arc::new(AtomicUsize::new(0));
@@ -445,7 +448,13 @@ pub trait SessionStore: Send + Sync + 'static {
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>>;
 
     /// Whether several processes share this store. A shared store needs a
-    /// configured token key, so that every instance accepts the same tokens.
+    /// configured token key, so that every instance accepts the same tokens:
+    /// [`WxLogin`](crate::WxLogin)'s `build` refuses a shared store without
+    /// one, and gives a private store a random key if none is configured.
+    ///
+    /// Every store must answer (there is no default): a store shared by
+    /// several instances that said `false` by omission would get a random
+    /// key per instance, and the instances would refuse each other's tokens.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -455,9 +464,22 @@ pub trait SessionStore: Send + Sync + 'static {
     /// # Ok(())
     /// # }
     /// ```
-    fn is_shared(&self) -> bool {
-        false
-    }
+    ///
+    /// A store that does not say does not compile:
+    ///
+    /// ```compile_fail
+    /// use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreFuture, StoreId};
+    /// struct Forgetful(MemoryStore);
+    /// impl SessionStore for Forgetful {
+    ///     fn create(&self, id: StoreId, r: SessionRecord) -> StoreFuture<'_, ()> { self.0.create(id, r) }
+    ///     fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> { self.0.load(id) }
+    ///     fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> { self.0.delete(id) }
+    ///     fn touch(&self, id: StoreId, t: u64) -> StoreFuture<'_, bool> { self.0.touch(id, t) }
+    ///     fn delete_user(&self, o: &str) -> StoreFuture<'_, Vec<StoreId>> { self.0.delete_user(o) }
+    ///     // no `fn is_shared`: error[E0046]: not all trait items implemented
+    /// }
+    /// ```
+    fn is_shared(&self) -> bool;
 
     /// Starts delivering invalidations published by other instances (a shared
     /// store's logouts and revocations), so every instance's cache drops the

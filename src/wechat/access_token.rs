@@ -31,6 +31,12 @@ const MAX_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// promises (`expires_in >= 300`).
 const FALLBACK_LIFETIME_SECS: u64 = 300;
 
+/// The longest lifetime believed: WeChat documents `expires_in` as "currently
+/// within 7200 seconds". A larger value (a hostile or broken upstream, up to
+/// `u64::MAX`) is clamped, so no arithmetic on it overflows and a token is
+/// at worst refreshed early.
+const MAX_LIFETIME_SECS: u64 = 7200;
+
 /// How often an instance waiting for another one's refresh looks for the
 /// shared token.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -326,7 +332,7 @@ impl AccessTokenManager {
         let result = self.client.stable_token(&self.app_id, &self.secret).await;
         match &result {
             Ok(token) => tracing::info!(
-                expires_in_s = (token.expires_at_ms - token.obtained_at_ms) / 1000,
+                expires_in_s = token.expires_at_ms.saturating_sub(token.obtained_at_ms) / 1000,
                 "wxlogin: access token fetched"
             ),
             Err(WeChatError::Misconfigured { errcode, errmsg }) => tracing::warn!(
@@ -409,6 +415,7 @@ impl WeChatClient {
         let (token, expires_in) = self
             .call(
                 "stable_token",
+                &[secret.expose()],
                 |http| {
                     http.post(url.clone())
                         .header(CONTENT_TYPE, "application/json")
@@ -421,7 +428,7 @@ impl WeChatClient {
         Ok(SharedAccessToken {
             token,
             obtained_at_ms: sent_at_ms,
-            expires_at_ms: sent_at_ms + expires_in * 1000,
+            expires_at_ms: sent_at_ms.saturating_add(expires_in.saturating_mul(1000)),
         })
     }
 }
@@ -434,7 +441,8 @@ fn parse_stable_token(body: &[u8]) -> Result<(Secret, u64), AttemptError> {
             reply
                 .expires_in
                 .filter(|&s| s > 0)
-                .unwrap_or(FALLBACK_LIFETIME_SECS),
+                .unwrap_or(FALLBACK_LIFETIME_SECS)
+                .min(MAX_LIFETIME_SECS),
         )),
         _ => Err(AttemptError::transient(
             "stable_token success reply without access_token",
@@ -471,6 +479,11 @@ mod tests {
             .ok()
             .unwrap();
         assert_eq!(secs, FALLBACK_LIFETIME_SECS);
+        let (_, secs) =
+            parse_stable_token(br#"{"access_token":"AT","expires_in":18446744073709551615}"#)
+                .ok()
+                .unwrap();
+        assert_eq!(secs, MAX_LIFETIME_SECS);
         let err = parse_stable_token(br#"{"errcode":40125,"errmsg":"invalid appsecret"}"#)
             .err()
             .unwrap();

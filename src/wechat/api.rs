@@ -255,6 +255,7 @@ impl WeChatClient {
         )?;
         self.call(
             "checksession",
+            &[access_token.expose(), signature],
             |http| http.get(url.clone()),
             |body| parse_reply::<IgnoredAny>(body).map(|_| ()),
         )
@@ -274,6 +275,7 @@ impl WeChatClient {
         let body = Bytes::from(serde_json::json!({ "code": code }).to_string());
         self.call(
             "getuserphonenumber",
+            &[access_token.expose(), code],
             |http| {
                 http.post(url.clone())
                     .header(CONTENT_TYPE, "application/json")

@@ -39,7 +39,12 @@ impl WeChatClient {
             ],
         )?;
         let result = self
-            .call("code2session", |http| http.get(url.clone()), parse_reply)
+            .call(
+                "code2session",
+                &[secret.expose(), code],
+                |http| http.get(url.clone()),
+                parse_reply,
+            )
             .await;
         match &result {
             Ok(session) => tracing::debug!(

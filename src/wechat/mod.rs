@@ -3,7 +3,9 @@
 //! It owns the transport rules every WeChat call shares: one pooled HTTP
 //! client with connect and request timeouts, a bounded read of the reply
 //! body, retries of transient failures with jittered exponential backoff
-//! inside an overall deadline, and errors that never carry the app secret
+//! inside an overall deadline, no redirects followed (a 3xx is a final
+//! failure: following it would send the secret to the `Location`), numbers
+//! from WeChat clamped before any arithmetic, and errors that never carry the app secret
 //! (reqwest errors name the URL, whose query holds it, so their URL is
 //! always stripped). Each endpoint lives in its own file and only says how
 //! to build its request and read its reply.
@@ -148,6 +150,54 @@ fn errcode_error(errcode: i64, errmsg: Option<String>) -> AttemptError {
     }
 }
 
+/// What stands in for a confidential value cut out of WeChat's text.
+const REDACTED: &str = "[redacted]";
+
+/// Shortest run of a secret's characters that is cut out when it appears
+/// on its own (a prefix or a part of the secret, not the whole).
+const MIN_REDACTED_RUN: usize = 8;
+
+/// `text` without any of `secrets`: each whole occurrence, and each run of
+/// token characters (letters, digits, `-_+/=.`) of at least
+/// [`MIN_REDACTED_RUN`] that is a part of one of them, becomes `[redacted]`.
+pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        if out.contains(secret) {
+            out = out.replace(secret, REDACTED);
+        }
+    }
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "-_+/=.".contains(c);
+    let mut result = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(start) = rest.find(is_token_char) {
+        result.push_str(&rest[..start]);
+        let run_len = rest[start..]
+            .find(|c: char| !is_token_char(c))
+            .unwrap_or(rest.len() - start);
+        let run = &rest[start..start + run_len];
+        let secret_part = run.len() >= MIN_REDACTED_RUN && secrets.iter().any(|s| s.contains(run));
+        result.push_str(if secret_part { REDACTED } else { run });
+        rest = &rest[start + run_len..];
+    }
+    result.push_str(rest);
+    result
+}
+
+/// The error with [`redact`] applied to the text WeChat (or the transport) wrote.
+fn redact_error(error: WeChatError, secrets: &[&str]) -> WeChatError {
+    match error {
+        WeChatError::Misconfigured { errcode, errmsg } => WeChatError::Misconfigured {
+            errcode,
+            errmsg: redact(&errmsg, secrets),
+        },
+        WeChatError::Unavailable { reason } => WeChatError::Unavailable {
+            reason: redact(&reason, secrets),
+        },
+        other => other,
+    }
+}
+
 /// Reads a `code2Session` reply body: the exchange, or the error and whether
 /// it would be retried. For the fuzz targets and property tests.
 #[cfg(feature = "fuzzing")]
@@ -209,7 +259,10 @@ impl WeChatClient {
     pub(crate) fn new(cfg: ClientConfig) -> Result<Self, reqwest::Error> {
         // The request timeout is set per attempt (see `attempt`), where it is
         // also cut to what is left of the call's deadline: one timer per attempt.
+        // No redirects: a 3xx would re-send the request, whose query or body
+        // holds the app secret, to wherever `Location` points.
         let http = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(cfg.connect_timeout)
             .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -237,10 +290,14 @@ impl WeChatClient {
     /// Sends the request built by `request` and reads the reply with `parse`,
     /// retrying transient failures within the attempt and deadline limits.
     ///
-    /// `what` names the call in logs (never a URL).
+    /// `what` names the call in logs (never a URL). `secrets` are the
+    /// request's confidential values (app secret, code, access token): WeChat
+    /// may echo them in `errmsg`, so they are cut out of every error before
+    /// it is logged or returned.
     async fn call<T>(
         &self,
         what: &'static str,
+        secrets: &[&str],
         request: impl Fn(&Client) -> RequestBuilder,
         parse: impl Fn(&[u8]) -> Result<T, AttemptError>,
     ) -> Result<T, WeChatError> {
@@ -264,10 +321,11 @@ impl WeChatClient {
                     outcome => outcome,
                 }
             };
-            let failure = match outcome {
+            let mut failure = match outcome {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };
+            failure.error = redact_error(failure.error, secrets);
             if !failure.retry {
                 return Err(failure.error);
             }
@@ -312,6 +370,12 @@ impl WeChatClient {
             .await
             .map_err(AttemptError::transport)?;
         let status = response.status();
+        if status.is_redirection() {
+            // Final: the same base would redirect again.
+            return Err(AttemptError::fatal(WeChatError::Unavailable {
+                reason: format!("HTTP status {} (redirect, not followed)", status.as_u16()),
+            }));
+        }
         if !status.is_success() {
             let reason = format!("HTTP status {}", status.as_u16());
             return Err(if status.is_server_error() {
@@ -411,6 +475,46 @@ mod tests {
                 "{base}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn redaction_cuts_whole_secrets_and_their_parts() {
+        let secret = "s3cr3t-app-secret-value";
+        let code = "0716AVll20uHk94SLDml27etM946AVlq";
+        let cases = [
+            (
+                "invalid appsecret s3cr3t-app-secret-value, rid: 1-2",
+                "invalid appsecret [redacted], rid: 1-2",
+            ),
+            (
+                "code 0716AVll20uHk94SLDml27etM946AVlq been used",
+                "code [redacted] been used",
+            ),
+            (
+                "prefix s3cr3t-app and tail 27etM946AVlq",
+                "prefix [redacted] and tail [redacted]",
+            ),
+            // Short runs and unrelated words stay.
+            (
+                "invalid appid, hints: [ req_id: x ]",
+                "invalid appid, hints: [ req_id: x ]",
+            ),
+            ("s3cr3t appsecret-value", "s3cr3t appsecret-value"),
+            ("", ""),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redact(text, &[secret, code, ""]), want, "{text}");
+        }
+        let err = redact_error(
+            WeChatError::Misconfigured {
+                errcode: 40125,
+                errmsg: format!("bad {secret}"),
+            },
+            &[secret],
+        );
+        assert!(
+            matches!(err, WeChatError::Misconfigured { errcode: 40125, ref errmsg } if errmsg == "bad [redacted]")
+        );
     }
 
     #[test]

@@ -117,6 +117,31 @@ pub async fn serve(app: Router) -> String {
     format!("http://{addr}")
 }
 
+/// Like [`serve`], with each connection's peer address in the request
+/// extensions (axum's `ConnectInfo<SocketAddr>`), as the demo serves.
+pub async fn serve_with_peers(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("http://{addr}")
+}
+
+/// A client whose connections come from `local` (any 127.x.y.z works on
+/// loopback), so that a server sees it as its own address.
+pub fn client_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(local.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
 /// A fake WeChat for APP_ID / APP_SECRET.
 pub async fn fake_wechat() -> FakeWeChat {
     FakeWeChat::start(APP_ID, APP_SECRET).await.unwrap()

@@ -440,7 +440,7 @@ test('a stale login code (invalid_code) gets one fresh code', async () => {
   assert.equal(wx.requestsTo('/wx/login'), 2);
 
   // Two bad codes in a row: the error passes through, no third try.
-  const wx2 = makeWx({ codes: ['bogus-code-1', 'bogus-code-2'] });
+  const wx2 = makeWx({ codes: ['0b4Yl3mm3h8uRf5LnKnm3Dl1Yc2Yl3mP', '0c5Zm4nn4i9vSg6MoLon4Em2Zd3Zm4nQ'] }); // unknown: 40029 twice
   await rejectsWith(client(wx2).login(), { code: 'invalid_code', status: 400, relogin: true });
   assert.equal(wx2.loginCalls, 2);
 });
