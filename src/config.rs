@@ -337,6 +337,7 @@ where
     /// The login route: `POST {"code"}` → `{"token","expires_in","openid","unionid"}`.
     ///
     /// ```
+    /// # #[cfg(feature = "mock")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use axum::{body::Body, Router};
@@ -360,6 +361,8 @@ where
     /// assert_eq!(app.oneshot(login()?).await?.status(), StatusCode::BAD_REQUEST);
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
     /// ```
     pub fn login_service(&self) -> LoginService<T> {
         LoginService::new(self.shared.clone(), None)
@@ -411,6 +414,7 @@ where
     /// The logout route: `POST` with the token → 204.
     ///
     /// ```
+    /// # #[cfg(feature = "mock")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use axum::{body::Body, routing::get, Router};
@@ -444,6 +448,8 @@ where
     /// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
     /// ```
     pub fn logout_service(&self) -> LogoutService<T> {
         LogoutService::new(self.shared.clone())
@@ -475,6 +481,7 @@ where
     /// Ends every session of a user (log out everywhere); returns how many.
     ///
     /// ```
+    /// # #[cfg(feature = "mock")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use axum::{body::Body, Router};
@@ -495,6 +502,8 @@ where
     /// assert_eq!(wx.revoke_user("o-alice").await?, 0);
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
     /// ```
     pub async fn revoke_user(&self, openid: &str) -> Result<usize, StoreError> {
         self.shared.revoke_user(openid).await
