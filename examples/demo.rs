@@ -112,7 +112,7 @@ async fn main() {
     if let Some(key) = env("WXLOGIN_TOKEN_KEY") {
         // Hex, as documented: a typo'd or pasted non-hex value fails here
         // rather than becoming a weaker key. The hex text itself is the MAC key.
-        if !key.len().is_multiple_of(2) || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if key.len() % 2 != 0 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
             fail("WXLOGIN_TOKEN_KEY must be hex (e.g. `openssl rand -hex 32`); the token_key is refused");
         }
         builder = builder.token_key(key);
