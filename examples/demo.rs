@@ -24,6 +24,10 @@
 //!   400 with `"relogin": true`.
 //! - `POST /api/werun` with the `encryptedData` and `iv` of `wx.getWeRunData`
 //!   → the steps, read into a typed [`WeRun`].
+//! - `POST /api/upload`, a `multipart/form-data` body as `wx.uploadFile`
+//!   sends it → `{"openid", "fields", "files"}`: the text fields, and per
+//!   file its field, file name, size and SHA-256 (so a client can check what
+//!   arrived).
 //!
 //! With the fake WeChat, `POST {fake}/_fake/wx.login` makes a login code and
 //! `POST {fake}/_fake/phone_code` a phone-number code (the log says how).
@@ -32,11 +36,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use wxlogin::mock::FakeWeChat;
 use wxlogin::store::RedisStore;
 use wxlogin::{Identity, PhoneInfo, WeChatApiError, WxLogin, WxSession, WxUser};
@@ -106,7 +112,7 @@ async fn main() {
     if let Some(key) = env("WXLOGIN_TOKEN_KEY") {
         // Hex, as documented: a typo'd or pasted non-hex value fails here
         // rather than becoming a weaker key. The hex text itself is the MAC key.
-        if !key.len().is_multiple_of(2) || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if key.len() % 2 != 0 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
             fail("WXLOGIN_TOKEN_KEY must be hex (e.g. `openssl rand -hex 32`); the token_key is refused");
         }
         builder = builder.token_key(key);
@@ -153,6 +159,7 @@ async fn main() {
         .route("/api/phone", post(phone))
         .route("/api/decrypt", post(decrypt))
         .route("/api/werun", post(werun))
+        .route("/api/upload", post(upload))
         .layer(wx.layer())
         .route_service("/wx/login", wx.login_service())
         .route_service("/wx/logout", wx.logout_service());
@@ -163,7 +170,7 @@ async fn main() {
         .unwrap_or_else(|e| fail(&format!("cannot listen on {bind}: {e}")));
     let addr = listener.local_addr().expect("bound address");
     println!("listening on http://{addr}");
-    tracing::info!("demo: routes POST /wx/login, POST /wx/logout, GET /api/me, GET /api/check, POST /api/phone, POST /api/decrypt, POST /api/werun");
+    tracing::info!("demo: routes POST /wx/login, POST /wx/logout, GET /api/me, GET /api/check, POST /api/phone, POST /api/decrypt, POST /api/werun, POST /api/upload");
     // With each connection's peer address, the key of the per-client login limits.
     axum::serve(
         listener,
@@ -340,5 +347,62 @@ async fn werun(
         "days": run.step_info_list.len(),
         "total_steps": total,
         "latest": latest,
+    })))
+}
+
+/// A malformed upload as a `bad_request` in the crate's format (413 kept
+/// for a body over axum's limit).
+fn upload_error(status: StatusCode, detail: &str) -> (StatusCode, Json<Value>) {
+    let status = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        status
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    error(status, "bad_request", detail, false)
+}
+
+/// `POST /api/upload`: a `multipart/form-data` body as `wx.uploadFile`
+/// sends it (the file under its `name`, plus `formData` as text fields).
+async fn upload(
+    user: WxUser<DemoUser>,
+    form: Result<Multipart, MultipartRejection>,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    let mut form = form.map_err(|e| upload_error(e.status(), &e.body_text()))?;
+    let mut fields = serde_json::Map::new();
+    let mut files = Vec::new();
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| upload_error(e.status(), &e.body_text()))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        if let Some(file_name) = field.file_name().map(str::to_owned) {
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| upload_error(e.status(), &e.body_text()))?;
+            let sha256: String = Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            files.push(json!({
+                "field": name,
+                "file_name": file_name,
+                "size": bytes.len(),
+                "sha256": sha256,
+            }));
+        } else {
+            let text = field
+                .text()
+                .await
+                .map_err(|e| upload_error(e.status(), &e.body_text()))?;
+            fields.insert(name, Value::String(text));
+        }
+    }
+    Ok(Json(json!({
+        "openid": user.openid(),
+        "user_id": user.user_id,
+        "fields": fields,
+        "files": files,
     })))
 }

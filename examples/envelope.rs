@@ -16,14 +16,18 @@
 //! (codes 40101 to 40103).
 //!
 //! Environment (all optional): `WXLOGIN_BIND` (default `127.0.0.1:3003`),
-//! `WXLOGIN_TOKEN_KEY`, `WXLOGIN_SESSION_TTL` (seconds). It runs against the
-//! crate's fake WeChat.
+//! `WXLOGIN_TOKEN_KEY`, `WXLOGIN_SESSION_TTL` (seconds), and
+//! `WXLOGIN_ENVELOPE_STATUS`: `kept` (the default: an error keeps its HTTP
+//! status) or `200` (every JSON error is answered with HTTP 200, as some
+//! back ends do, so only `code` tells). It runs against the crate's fake
+//! WeChat.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -132,13 +136,26 @@ async fn main() {
         builder = builder.session_ttl(Duration::from_secs(secs));
     }
     let wx = builder.build().unwrap_or_else(|e| fail(&e.to_string()));
+    let always_200 = match env("WXLOGIN_ENVELOPE_STATUS").as_deref() {
+        None | Some("kept") => false,
+        Some("200") => true,
+        Some(_) => fail("WXLOGIN_ENVELOPE_STATUS must be `kept` or `200`"),
+    };
 
     let app = Router::new()
         .route("/api/me", get(me))
         .layer(wx.layer())
         .route("/wx/login", post(login))
         .route_service("/wx/logout", wx.logout_service())
-        .with_state(wx);
+        .with_state(wx)
+        // Outermost, so the login handler above still sees the real status.
+        .layer(map_response(move |res: Response| async move {
+            if always_200 {
+                status_200(res)
+            } else {
+                res
+            }
+        }));
 
     let bind = env("WXLOGIN_BIND").unwrap_or_else(|| "127.0.0.1:3003".into());
     let listener = tokio::net::TcpListener::bind(&bind)
@@ -157,6 +174,19 @@ async fn main() {
     .await
     .unwrap_or_else(|e| fail(&format!("server error: {e}")));
     drop(fake);
+}
+
+/// In the "always 200" mode: an error in the envelope answered with HTTP 200
+/// (its headers, such as `WWW-Authenticate` and `Retry-After`, kept).
+fn status_200(mut res: Response) -> Response {
+    let json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json && (res.status().is_client_error() || res.status().is_server_error()) {
+        *res.status_mut() = StatusCode::OK;
+    }
+    res
 }
 
 /// `POST /wx/login`: the crate's login service, its success wrapped in the

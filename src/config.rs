@@ -345,6 +345,7 @@ where
     /// The login route: `POST {"code"}` → `{"token","expires_in","openid","unionid"}`.
     ///
     /// ```
+    /// # #[cfg(feature = "mock")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use axum::{body::Body, Router};
@@ -368,6 +369,8 @@ where
     /// assert_eq!(app.oneshot(login()?).await?.status(), StatusCode::BAD_REQUEST);
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
     /// ```
     pub fn login_service(&self) -> LoginService<T> {
         LoginService::new(self.shared.clone(), None)
@@ -419,6 +422,7 @@ where
     /// The logout route: `POST` with the token → 204.
     ///
     /// ```
+    /// # #[cfg(feature = "mock")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use axum::{body::Body, routing::get, Router};
@@ -452,6 +456,8 @@ where
     /// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
     /// ```
     pub fn logout_service(&self) -> LogoutService<T> {
         LogoutService::new(self.shared.clone())
@@ -483,6 +489,7 @@ where
     /// Ends every session of a user (log out everywhere); returns how many.
     ///
     /// ```
+    /// # #[cfg(feature = "mock")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use axum::{body::Body, Router};
@@ -503,6 +510,8 @@ where
     /// assert_eq!(wx.revoke_user("o-alice").await?, 0);
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
     /// ```
     pub async fn revoke_user(&self, openid: &str) -> Result<usize, StoreError> {
         self.shared.revoke_user(openid).await

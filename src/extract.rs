@@ -40,12 +40,15 @@ fn missing_layer(what: &'static str) -> Rejection {
 /// use axum::{body::Body, routing::get, Router};
 /// use http::{header, Request, StatusCode};
 /// use tower::ServiceExt as _;
-/// use wxlogin::{mock::FakeWeChat, WxLogin, WxUser};
+/// use wxlogin::{WxLogin, WxUser};
+/// # #[cfg(feature = "mock")]
+/// use wxlogin::mock::FakeWeChat;
 ///
 /// async fn me(user: WxUser) -> String {
 ///     format!("hello {}", user.openid())
 /// }
 ///
+/// # #[cfg(feature = "mock")]
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let wechat = FakeWeChat::start("wx1", "s").await?;
@@ -76,6 +79,8 @@ fn missing_layer(what: &'static str) -> Rejection {
 /// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 /// # Ok(())
 /// # }
+/// # #[cfg(not(feature = "mock"))]
+/// # fn main() {}
 /// ```
 pub struct WxUser<T = ()> {
     state: Arc<SessionState<T>>,

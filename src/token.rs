@@ -45,7 +45,7 @@ const MIN_KEY_BITS: usize = 128;
 /// end its live tokens on upgrade, and HMAC is as strong under the 64 bytes
 /// of a hex text as under the 32 bytes it spells.
 pub(crate) fn key_is_strong(key: &str) -> bool {
-    let is_hex = key.len().is_multiple_of(2) && key.bytes().all(|b| b.is_ascii_hexdigit());
+    let is_hex = key.len() % 2 == 0 && key.bytes().all(|b| b.is_ascii_hexdigit());
     if is_hex {
         key.len() * 4 >= MIN_KEY_BITS
     } else {

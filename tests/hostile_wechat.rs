@@ -598,7 +598,7 @@ async fn a_success_arriving_after_the_deadline_stores_nothing_later() {
         base: serve(app).await,
         client: reqwest::Client::new(),
     };
-    let reply = rig.login("any-code").await;
+    let reply = rig.login(ANY_CODE).await;
     assert_row("late success", &reply, 503, "wechat_unavailable", false);
     let hung_up = tokio::time::timeout(Duration::from_secs(10), hung_up)
         .await

@@ -301,6 +301,7 @@ impl<T> WxLogin<T> {
     /// valid five minutes). Uses the access token, fetched on first use.
     ///
     /// ```
+    /// # #[cfg(feature = "mock")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use wxlogin::{mock::FakeWeChat, WxLogin};
@@ -315,6 +316,8 @@ impl<T> WxLogin<T> {
     /// assert!(wx.phone_number(&code).await.is_err());
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
     /// ```
     pub async fn phone_number(&self, code: &str) -> Result<PhoneInfo, WeChatApiError> {
         self.shared.api.phone_number(code).await
@@ -325,6 +328,7 @@ impl<T> WxLogin<T> {
     /// Handlers usually call [`WxSession::check_with_wechat`](crate::WxSession::check_with_wechat).
     ///
     /// ```
+    /// # #[cfg(feature = "mock")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use wxlogin::{mock::FakeWeChat, Secret, WeChatApiError, WxLogin};
@@ -337,6 +341,8 @@ impl<T> WxLogin<T> {
     /// assert!(err.relogin());
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
     /// ```
     pub async fn check_session_key(
         &self,
@@ -351,6 +357,7 @@ impl<T> WxLogin<T> {
     /// instances on a [`RedisStore`], feature `redis`); never log it.
     ///
     /// ```
+    /// # #[cfg(feature = "mock")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use wxlogin::{mock::FakeWeChat, WxLogin};
@@ -365,6 +372,8 @@ impl<T> WxLogin<T> {
     /// assert_eq!(wechat.stable_token_calls(), 1);
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
     /// ```
     ///
     #[cfg_attr(feature = "redis", doc = "[`RedisStore`]: crate::store::RedisStore")]

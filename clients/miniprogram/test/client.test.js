@@ -1,208 +1,40 @@
-// Tests wxlogin.js against the running demo server over real HTTP.
+// Tests the client against the running demo server over real HTTP.
 //
-//   node --test examples/miniprogram/test/
+//   node --test clients/miniprogram/test/
 //
 // Starts `target/debug/examples/demo` (or $WXLOGIN_DEMO_BIN) on a free
 // loopback port with a 2-second session lifetime, and drives the client with
 // a `wx` shim whose `request` is real HTTP (global fetch) and whose `login`
-// gets a real code from the demo's fake WeChat.
+// gets a real code from the demo's fake WeChat (test/harness.js).
 
 'use strict';
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, execFileSync } = require('node:child_process');
-const fs = require('node:fs');
-const path = require('node:path');
-const readline = require('node:readline');
-const { setTimeout: sleep } = require('node:timers/promises');
 
-const { createClient, WxLoginError } = require('../wxlogin.js');
+// By its package name: Node resolves it through package.json `exports`, as an app would.
+const { createClient, WxLoginError } = require('wxlogin-miniprogram');
+const harness = require('./harness');
+const { DEMO_APP_ID, rejectsWith, waitFor, sleep } = harness;
 
-const REPO = path.resolve(__dirname, '..', '..', '..');
 const SESSION_TTL_SECS = 2;
 const AFTER_EXPIRY_MS = 2500;
-/** The app id the demo gives its fake WeChat (examples/demo.rs). */
-const DEMO_APP_ID = 'wxdemo0000000000';
 
 let demo = null;
 let fakeUrl = '';
 let appUrl = '';
-const demoOutput = [];
-
-/** The demo binary: $WXLOGIN_DEMO_BIN, or built (a no-op when up to date). */
-function demoBinary() {
-  if (process.env.WXLOGIN_DEMO_BIN) {
-    return path.resolve(process.env.WXLOGIN_DEMO_BIN);
-  }
-  const targetDir = process.env.CARGO_TARGET_DIR
-    ? path.resolve(REPO, process.env.CARGO_TARGET_DIR)
-    : path.join(REPO, 'target');
-  const bin = path.join(targetDir, 'debug', 'examples', process.platform === 'win32' ? 'demo.exe' : 'demo');
-  // Always ask cargo: a stale binary would test old code, and an up-to-date
-  // one costs a second. Output goes to stderr so the test report stays clean.
-  execFileSync('cargo', ['build', '--example', 'demo'], { cwd: REPO, stdio: ['ignore', process.stderr, process.stderr] });
-  assert.ok(fs.existsSync(bin), `cargo built no demo at ${bin}`);
-  return bin;
-}
-
-/** Starts the demo and waits for both addresses on its stdout. */
-function startDemo(bin) {
-  return new Promise((resolve, reject) => {
-    const env = {
-      ...process.env,
-      WXLOGIN_BIND: '127.0.0.1:0',
-      WXLOGIN_SESSION_TTL: String(SESSION_TTL_SECS),
-      RUST_LOG: process.env.RUST_LOG || 'warn',
-    };
-    // Real credentials in the environment would disable the fake WeChat.
-    delete env.WX_APPID;
-    delete env.WX_SECRET;
-    delete env.WXLOGIN_REDIS_URL;
-    const child = spawn(bin, [], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    demo = child;
-    const timer = setTimeout(() => {
-      reject(new Error(`the demo did not print its addresses within 60 s:\n${demoOutput.join('\n')}`));
-    }, 60_000);
-    const onLine = (line) => {
-      demoOutput.push(line);
-      if (demoOutput.length > 200) demoOutput.shift();
-      let m = /^fake wechat on (\S+)/.exec(line);
-      if (m) fakeUrl = m[1];
-      m = /^listening on (http:\/\/\S+)/.exec(line);
-      if (m) appUrl = m[1];
-      if (fakeUrl && appUrl) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    // Keep draining both pipes for the whole run, or the demo would block on a full pipe.
-    readline.createInterface({ input: child.stdout }).on('line', onLine);
-    readline.createInterface({ input: child.stderr }).on('line', (line) => {
-      demoOutput.push(line);
-      if (demoOutput.length > 200) demoOutput.shift();
-    });
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('exit', (code, signal) => {
-      if (!(fakeUrl && appUrl)) {
-        clearTimeout(timer);
-        reject(new Error(`the demo exited (${code ?? signal}) before listening:\n${demoOutput.join('\n')}`));
-      }
-    });
-  });
-}
 
 before(async () => {
-  await startDemo(demoBinary());
+  demo = await harness.startExample('demo', { WXLOGIN_SESSION_TTL: String(SESSION_TTL_SECS) });
+  ({ fakeUrl, appUrl } = demo);
 });
 
 after(() => {
-  if (demo && demo.exitCode === null) demo.kill();
+  if (demo) demo.stop();
 });
 
-process.on('exit', () => {
-  if (demo && demo.exitCode === null) demo.kill();
-});
-
-let shimCount = 0;
-
-/**
- * A `wx` object for Node: `request` is real HTTP, `login` mints a real code
- * from the fake WeChat (one openid per shim), storage is a Map. Counts every
- * wx.login call and every request by path.
- */
-function makeWx({ openid, codes } = {}) {
-  shimCount += 1;
-  const shim = {
-    openid: openid || `o-node-${process.pid}-${shimCount}-${Date.now()}`,
-    storage: new Map(),
-    loginCalls: 0,
-    requests: [], // { method, path, headers }
-    /** Codes to hand out instead of minting (e.g. a bogus one), first in first out. */
-    scriptedCodes: codes ? [...codes] : [],
-
-    getStorageSync(key) {
-      return shim.storage.has(key) ? shim.storage.get(key) : '';
-    },
-    setStorageSync(key, value) {
-      shim.storage.set(key, value);
-    },
-    removeStorageSync(key) {
-      shim.storage.delete(key);
-    },
-
-    login({ success, fail }) {
-      shim.loginCalls += 1;
-      if (shim.scriptedCodes.length > 0) {
-        const code = shim.scriptedCodes.shift();
-        setImmediate(() => success({ code, errMsg: 'login:ok' }));
-        return;
-      }
-      fetch(`${fakeUrl}/_fake/wx.login`, {
-        method: 'POST',
-        body: JSON.stringify({ openid: shim.openid }),
-      })
-        .then(async (res) => {
-          const body = await res.json();
-          if (res.status !== 200 || typeof body.code !== 'string') {
-            throw new Error(`fake wx.login answered ${res.status} ${JSON.stringify(body)}`);
-          }
-          success({ code: body.code, errMsg: 'login:ok' });
-        })
-        .catch((err) => fail({ errMsg: `login:fail ${err.message}` }));
-    },
-
-    // Like wx.request: `success` for any HTTP status, `fail` only without a
-    // response; JSON bodies parsed into `data` (dataType 'json'), objects
-    // sent as JSON (or as a query string on GET).
-    request({ url, method = 'GET', data, header = {}, timeout = 15_000, success, fail }) {
-      const headers = { ...header };
-      let body;
-      let target = url;
-      if (data !== undefined && data !== null) {
-        if (method.toUpperCase() === 'GET') {
-          const qs = new URLSearchParams(data).toString();
-          if (qs) target += (target.includes('?') ? '&' : '?') + qs;
-        } else {
-          body = typeof data === 'string' ? data : JSON.stringify(data);
-          if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) {
-            headers['content-type'] = 'application/json';
-          }
-        }
-      }
-      shim.requests.push({
-        method: method.toUpperCase(),
-        path: new URL(target).pathname,
-        headers,
-        body: body === undefined ? undefined : JSON.parse(body),
-      });
-      fetch(target, { method, headers, body, signal: AbortSignal.timeout(timeout) })
-        .then(async (res) => {
-          const text = await res.text();
-          let parsed = text;
-          try {
-            parsed = text === '' ? '' : JSON.parse(text);
-          } catch (_) {
-            // Not JSON: wx.request hands over the text.
-          }
-          success({
-            statusCode: res.status,
-            data: parsed,
-            header: Object.fromEntries(res.headers),
-            errMsg: 'request:ok',
-          });
-        })
-        .catch((err) => fail({ errMsg: `request:fail ${err.message}` }));
-    },
-
-    requestsTo(p) {
-      return shim.requests.filter((r) => r.path === p).length;
-    },
-  };
-  return shim;
+function makeWx(opts = {}) {
+  return harness.makeWx({ fakeUrl, ...opts });
 }
 
 function client(wx, opts = {}) {
@@ -210,34 +42,8 @@ function client(wx, opts = {}) {
 }
 
 /** GET /api/me with a token, bypassing the client: the server's own answer. */
-async function rawMe(token) {
-  const res = await fetch(`${appUrl}/api/me`, { headers: { authorization: `Bearer ${token}` } });
-  return { status: res.status, body: await res.json() };
-}
-
-/** Polls `check` (sync or async) until it returns something truthy, for up to 10 s. */
-async function waitFor(check) {
-  for (let i = 0; i < 200; i++) {
-    const value = await check();
-    if (value) return value;
-    await sleep(50);
-  }
-  throw new Error('timed out waiting');
-}
-
-async function rejectsWith(promise, expected) {
-  let err = null;
-  try {
-    await promise;
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err, 'expected a rejection');
-  assert.ok(err instanceof WxLoginError, `expected a WxLoginError, got ${err}`);
-  for (const [k, v] of Object.entries(expected)) {
-    assert.equal(err[k], v, `error.${k} (error: ${err.code} ${err.status} ${err.message})`);
-  }
-  return err;
+function rawMe(token) {
+  return harness.rawGet(appUrl, token);
 }
 
 test('a first request without a token logs in and reaches /api/me as the shim user', async () => {
