@@ -16,7 +16,7 @@
 //! Memory store: the resident set size (`/proc/self/statm`) before and after,
 //! divided by the count; it covers the store's maps, the cache (moka) and the
 //! allocator's overhead. Redis: `used_memory` from `INFO memory` before and
-//! after, and `MEMORY USAGE` of one session key and one user hash.
+//! after, and `MEMORY USAGE` of one session key and one user index.
 
 use std::time::{Duration, Instant};
 
@@ -166,7 +166,7 @@ async fn redis_store(n: usize, url: &str) {
         (after.saturating_sub(before)) as f64 / n as f64
     );
     println!(
-        "redis MEMORY USAGE: session key {s} (value {strlen} bytes), user hash (index and newest session_key) {u}"
+        "redis MEMORY USAGE: session key {s} (value {strlen} bytes), user index (sorted set: the session and the newest session_key) {u}"
     );
     println!("(keys left under prefix {prefix}: delete with redis-cli --scan --pattern '{prefix}:*' | xargs redis-cli del)");
 }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -119,11 +119,16 @@ pub(crate) struct Shared<T> {
     pub(crate) renderer: Option<Renderer>,
     pub(crate) body_limit: usize,
     pub(crate) single_session: bool,
+    /// The most sessions a user keeps; a login beyond it ends the oldest.
+    pub(crate) max_sessions_per_user: usize,
     pub(crate) login_limit: crate::limit::LoginLimiter,
     /// The app's own client key for the login limits, if it set one.
     pub(crate) client_key_fn: Option<crate::limit::ClientKeyFn>,
     /// Every configured app's bit, the mask of [`WxLogin::layer`].
     pub(crate) all_apps: u64,
+    /// This `Shared` itself, for store calls that finish after their caller
+    /// gave up (they still drop from the cache what they ended).
+    pub(crate) me: Weak<Shared<T>>,
 }
 
 impl<T> Shared<T> {
@@ -136,6 +141,9 @@ impl<T> Shared<T> {
         fixed.rejection(self.renderer.as_ref())
     }
 }
+
+/// The default of [`WxLoginBuilder::max_sessions_per_user`].
+pub(crate) const DEFAULT_MAX_SESSIONS_PER_USER: usize = 20;
 
 /// A configured WeChat login: hands out the layer and the login and logout
 /// routes, all sharing one cache, store and WeChat client.
@@ -515,12 +523,26 @@ where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     pub(crate) async fn revoke_user(&self, openid: &str) -> Result<usize, StoreError> {
-        let ids = self
-            .sessions
-            .timed("delete_user", self.sessions.store().delete_user(openid))
-            .await?;
-        self.sessions.invalidate_store_ids(&ids);
-        Ok(ids.len())
+        let store = self.sessions.store().clone();
+        let openid = openid.to_owned();
+        let me = self.me.clone();
+        // Detached: cut by the timeout, the revoke still finishes, and the
+        // cache drops what it ended, even when it failed part-way.
+        self.sessions
+            .timed_detached(
+                "delete_user",
+                async move { store.delete_user(&openid).await },
+                move |result| {
+                    if let Some(shared) = me.upgrade() {
+                        match result {
+                            Ok(ids) => shared.sessions.invalidate_store_ids(ids),
+                            Err(e) => shared.sessions.invalidate_store_ids(e.ended()),
+                        }
+                    }
+                },
+            )
+            .await
+            .map(|ids| ids.len())
     }
 }
 
@@ -608,6 +630,7 @@ pub struct WxLoginBuilder<T> {
     wechat_deadline: Duration,
     wechat_attempts: u32,
     single_session: bool,
+    max_sessions_per_user: usize,
     login_concurrency: usize,
     login_rate: u32,
     login_client_rate: u32,
@@ -651,6 +674,7 @@ impl WxLoginBuilder<()> {
             wechat_deadline: Duration::from_secs(5),
             wechat_attempts: 3,
             single_session: false,
+            max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
             login_concurrency: 256,
             login_rate: 500,
             login_client_rate: DEFAULT_CLIENT_RATE,
@@ -968,6 +992,24 @@ impl<T> WxLoginBuilder<T> {
         self
     }
 
+    /// The most sessions one user keeps at once (default 20, at least 1): a
+    /// login beyond it ends the user's oldest session. Enough for a phone, a
+    /// tablet and a few web-view hand-offs; it bounds what one account can
+    /// hold in the store, and what a stolen code replayed in a loop can
+    /// pile up. `single_session(true)` is a cap of 1.
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .max_sessions_per_user(5)
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_sessions_per_user(mut self, max: usize) -> Self {
+        self.max_sessions_per_user = max;
+        self
+    }
+
     /// Caps code exchanges with WeChat in flight at once (default 256); a
     /// login over the cap gets `429 rate_limited` at once rather than queuing.
     ///
@@ -1146,6 +1188,7 @@ impl<T> WxLoginBuilder<T> {
             wechat_deadline: self.wechat_deadline,
             wechat_attempts: self.wechat_attempts,
             single_session: self.single_session,
+            max_sessions_per_user: self.max_sessions_per_user,
             login_concurrency: self.login_concurrency,
             login_rate: self.login_rate,
             login_client_rate: self.login_client_rate,
@@ -1233,6 +1276,9 @@ impl<T> WxLoginBuilder<T> {
         if self.login_concurrency == 0 {
             return Err(invalid("login_concurrency", "must be at least 1"));
         }
+        if self.max_sessions_per_user == 0 {
+            return Err(invalid("max_sessions_per_user", "must be at least 1"));
+        }
         if self.login_client_concurrency == 0 {
             return Err(invalid("login_client_concurrency", "must be at least 1"));
         }
@@ -1291,7 +1337,7 @@ impl<T> WxLoginBuilder<T> {
         let idle_refresh_ms = idle_timeout_ms
             .map(|ms| (ms / 2).clamp(1, 300_000))
             .unwrap_or(0);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
             app_id,
             app_secret,
             token_source: self.token_source,
@@ -1315,6 +1361,7 @@ impl<T> WxLoginBuilder<T> {
             renderer: self.renderer,
             body_limit: self.body_limit,
             single_session: self.single_session,
+            max_sessions_per_user: self.max_sessions_per_user,
             login_limit: crate::limit::LoginLimiter::new(
                 self.login_concurrency,
                 self.login_rate,
@@ -1325,6 +1372,7 @@ impl<T> WxLoginBuilder<T> {
             ),
             client_key_fn: self.client_key,
             all_apps: crate::session::all_apps(app_count),
+            me: me.clone(),
         });
         let weak = Arc::downgrade(&shared);
         shared

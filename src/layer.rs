@@ -285,7 +285,7 @@ where
     /// Extends an idle deadline on use, writing to the store at most once per
     /// refresh interval per session (per process).
     #[inline]
-    fn touch_on_use(&self, state: &SessionState<T>, now: u64) {
+    fn touch_on_use(&self, state: &Arc<SessionState<T>>, now: u64) {
         let Some(idle_ms) = self.idle_timeout_ms else {
             return;
         };
@@ -294,6 +294,13 @@ where
         if now.saturating_add(idle_ms) <= current {
             return;
         }
+        self.extend_idle(state, now, idle_ms, current);
+    }
+
+    /// The write behind `touch_on_use`, out of line: the hit path
+    /// only reads the deadline.
+    #[inline(never)]
+    fn extend_idle(&self, state: &Arc<SessionState<T>>, now: u64, idle_ms: u64, current: u64) {
         // Jump a refresh interval past the minimum, so the next write is one
         // interval away however often the session is used.
         let target = now
@@ -312,14 +319,25 @@ where
             return; // another request is writing it
         }
         let store = self.sessions.store().clone();
-        let store_id = state.core.store_id;
+        let state = state.clone();
         let timeout = self.sessions.store_timeout();
         tokio::spawn(async move {
-            match tokio::time::timeout(timeout, store.touch(store_id, target)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "wxlogin: idle extension failed"),
-                Err(_) => tracing::warn!("wxlogin: idle extension timed out"),
-            }
+            let store_id = state.core.store_id;
+            let failed = match tokio::time::timeout(timeout, store.touch(store_id, target)).await {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("timed out after {timeout:?}"),
+            };
+            // The store still has the old deadline: put it back here too, so
+            // the next request writes again instead of trusting a deadline
+            // that only this process knows (and the store ending the session
+            // under an active user).
+            let restored = state
+                .core
+                .idle_expires_at_ms
+                .compare_exchange(target, current, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+            tracing::warn!(error = %failed, retried_on_next_use = restored, "wxlogin: idle extension failed");
         });
     }
 
@@ -352,19 +370,30 @@ where
         }
     }
 
-    /// Ends one session: cache (and tombstone), then store.
+    /// Ends one session: cache (and tombstone), then store. The store call
+    /// is detached: cut by the timeout, it still deletes and announces, and
+    /// renews the tombstone when it is done.
     pub(crate) async fn revoke_id(&self, id: SessionId) -> Result<bool, Rejection> {
         let store_id = StoreId::of(&id);
         self.sessions.invalidate(&id, store_id);
+        let store = self.sessions.store().clone();
+        let me = self.me.clone();
         let deleted = self
             .sessions
-            .timed("delete", self.sessions.store().delete(store_id))
+            .timed_detached(
+                "delete",
+                async move { store.delete(store_id).await },
+                move |_| {
+                    if let Some(shared) = me.upgrade() {
+                        shared.sessions.invalidate(&id, store_id);
+                    }
+                },
+            )
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "wxlogin: logout failed");
                 self.reject_fixed(&refusals::STORE_DOWN)
             })?;
-        self.sessions.invalidate(&id, store_id);
         Ok(deleted)
     }
 }

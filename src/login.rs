@@ -448,9 +448,10 @@ where
 
     /// Stores a new session for a user WeChat vouched for and caches it:
     /// what a login does after the code exchange and the hook. Ends the
-    /// user's other sessions first under `single_session`, and keeps the
-    /// newest `session_key` for the user. Returns the token only once the
-    /// session is stored.
+    /// user's oldest sessions beyond `max_sessions_per_user` (all others
+    /// under `single_session`) in the same store step, and keeps the newest
+    /// `session_key` for the user. Returns the token only once the session
+    /// is stored.
     pub(crate) async fn create_session(
         &self,
         app_id: String,
@@ -476,32 +477,35 @@ where
                     .min(expires_at_ms)
             }),
         };
-        if self.single_session {
-            self.revoke_user(&record.openid).await?;
-        }
         let (id, token) = self.keys.mint();
         let store_id = StoreId::of(&id);
-        let store = self.sessions.store();
-        self.sessions
-            .timed("create", store.create(store_id, record.clone()))
-            .await?;
-        // WeChat keeps one valid session_key per user: remember the newest,
-        // so sessions from earlier logins decrypt data made after this one.
-        // A failure costs only that fallback, not the login.
-        if let Err(e) = self
+        let store = self.sessions.store().clone();
+        let max_per_user = if self.single_session {
+            1
+        } else {
+            self.max_sessions_per_user
+        };
+        let stored = record.clone();
+        let me = self.me.clone();
+        // One step in the store: add this session, end the user's oldest
+        // beyond the cap (all others under `single_session`), keep the newest
+        // `session_key`. Detached, so that a timeout does not stop it between
+        // ending the others and announcing them.
+        let ended = self
             .sessions
-            .timed(
-                "put_latest_session_key",
-                store.put_latest_session_key(
-                    &record.openid,
-                    record.session_key.clone(),
-                    record.expires_at_ms,
-                ),
+            .timed_detached(
+                "create",
+                async move { store.create_capped(store_id, stored, max_per_user).await },
+                move |result| {
+                    if let Some(shared) = me.upgrade() {
+                        match result {
+                            Ok(ended) => shared.sessions.invalidate_store_ids(ended),
+                            Err(e) => shared.sessions.invalidate_store_ids(e.ended()),
+                        }
+                    }
+                },
             )
-            .await
-        {
-            tracing::warn!(error = %e, "wxlogin: keeping the newest session_key failed");
-        }
+            .await?;
         record.data = Vec::new();
         let state = Arc::new(SessionState::from_record(
             self.sessions.ctx().clone(),
@@ -509,7 +513,12 @@ where
             record,
             data,
         ));
-        self.sessions.insert(id, state.clone());
+        // A concurrent revoke (or a newer login) may have ended it already:
+        // its tombstone is set, and `insert` refuses it. The token is then
+        // dead on first use, as if the revoke had come just after the login.
+        if !ended.contains(&store_id) {
+            self.sessions.insert(id, state.clone());
+        }
         Ok((token, state))
     }
 

@@ -6,7 +6,7 @@
 //! | `wxlogin_logins_total` | counter | `outcome`: `ok` or an error-table code |
 //! | `wxlogin_cache_total` | counter | `result`: `hit` or `miss` |
 //! | `wxlogin_rejections_total` | counter | `error`: an error-table code (layer and logout) |
-//! | `wxlogin_store_errors_total` | counter | `op`: `load`, `create`, `delete`, `touch`, `delete_user`, `put_latest_session_key` |
+//! | `wxlogin_store_errors_total` | counter | `op`: `load`, `create` (a login's one store step), `delete`, `touch`, `delete_user` |
 //! | `wxlogin_store_seconds` | histogram | `op` |
 //! | `wxlogin_wechat_seconds` | histogram | `outcome`: `ok` or an error-table code |
 //!
@@ -69,7 +69,7 @@ mod imp {
         macro_rules! store_op {
             ($kind:ident, $name:literal) => {
                 store_op!(@ $kind, $name, [
-                    "load", "create", "delete", "delete_user", "touch", "put_latest_session_key"
+                    "load", "create", "delete", "delete_user", "touch"
                 ])
             };
             (@ $kind:ident, $name:literal, [$($known:literal),*]) => {

@@ -87,6 +87,12 @@ fn missing_or_empty_app_secret_is_refused() {
 }
 
 #[test]
+fn a_cap_of_zero_sessions_per_user_is_refused() {
+    assert_invalid(valid().max_sessions_per_user(0), "max_sessions_per_user");
+    valid().max_sessions_per_user(1).build().unwrap();
+}
+
+#[test]
 fn zero_durations_are_refused() {
     assert_invalid(valid().session_ttl(Duration::ZERO), "session_ttl");
     assert_invalid(valid().cache_ttl(Duration::ZERO), "cache_ttl");

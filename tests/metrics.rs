@@ -159,8 +159,8 @@ async fn counters_follow_logins_cache_and_rejections() {
         ("wxlogin_rejections_total", "error=missing_token", 1),
         ("wxlogin_rejections_total", "error=invalid_token", 1),
         ("wxlogin_rejections_total", "error=store_unavailable", 1),
+        // A login's one store step also keeps the newest `session_key`.
         ("wxlogin_store_seconds", "op=create", 2),
-        ("wxlogin_store_seconds", "op=put_latest_session_key", 2),
         ("wxlogin_store_seconds", "op=delete", 1),
         ("wxlogin_store_seconds", "op=load", 2),
         ("wxlogin_store_errors_total", "op=load", 1),

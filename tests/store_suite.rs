@@ -403,6 +403,164 @@ async fn case_redis_layout(s: &Subject<'_>) {
     assert!(strlen < 200, "a small session takes {strlen} bytes");
 }
 
+/// `create_capped`: each login beyond the cap ends the oldest session and
+/// says so; the newest stay. On Redis the index holds exactly them, and
+/// nothing is left in the user's `ending` set.
+async fn case_create_capped(s: &Subject<'_>) {
+    let ids: Vec<StoreId> = (0..5).map(|_| new_id()).collect();
+    for (n, id) in ids.iter().enumerate() {
+        // Later logins end later: the order the cap goes by.
+        let mut rec = record("o-cap", 3_600_000 + n as u64, None);
+        rec.session_key = Secret::new(format!("a2V5LXtuf{n}"));
+        let ended = s.store.create_capped(*id, rec, 3).await.unwrap();
+        let want: Vec<StoreId> = if n >= 3 { vec![ids[n - 3]] } else { vec![] };
+        assert_eq!(ended, want, "login {n} ends the oldest beyond 3");
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let loaded = s.store.load(*id).await.unwrap();
+        assert_eq!(loaded.is_some(), n >= 2, "session {n}");
+    }
+    assert_eq!(newest(s, "o-cap").await.as_deref(), Some("a2V5LXtuf4"));
+    if let Some(r) = &s.redis {
+        let mut members = index_members(r.cli, &r.store.user_key("o-cap"));
+        members.sort();
+        let mut want: Vec<String> = ids[2..].iter().map(|i| i.to_string()).collect();
+        want.sort();
+        assert_eq!(members, want);
+        assert!(
+            !r.exists(&r.store.ending_key("o-cap")),
+            "nothing left to end"
+        );
+        for id in &ids[..2] {
+            assert!(!r.exists(&r.store.session_key(*id)));
+        }
+    }
+    let mut gone = s.store.delete_user("o-cap").await.unwrap();
+    gone.sort();
+    let mut want = ids[2..].to_vec();
+    want.sort();
+    assert_eq!(gone, want);
+}
+
+/// A cap of 1 (`single_session`): every login ends the one before.
+async fn case_create_capped_single(s: &Subject<'_>) {
+    let (a, b) = (new_id(), new_id());
+    let none = s
+        .store
+        .create_capped(a, record("o-one", 3_600_000, None), 1)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let ended = s
+        .store
+        .create_capped(b, record("o-one", 3_600_001, None), 1)
+        .await
+        .unwrap();
+    assert_eq!(ended, vec![a]);
+    assert_eq!(s.store.load(a).await.unwrap(), None);
+    assert!(s.store.load(b).await.unwrap().is_some());
+}
+
+/// A session logged out (or ended) does not count toward the cap, so the
+/// next login ends nothing that is live.
+async fn case_cap_counts_live_sessions(s: &Subject<'_>) {
+    let ids: Vec<StoreId> = (0..3).map(|_| new_id()).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let ended = s
+            .store
+            .create_capped(*id, record("o-live", 3_600_000 + n as u64, None), 3)
+            .await
+            .unwrap();
+        assert!(ended.is_empty());
+    }
+    assert!(s.store.delete(ids[0]).await.unwrap());
+    let short = new_id();
+    s.store
+        .create_capped(short, record("o-live", 100, None), 3)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fourth = new_id();
+    let ended = s
+        .store
+        .create_capped(fourth, record("o-live", 3_600_010, None), 3)
+        .await
+        .unwrap();
+    assert!(
+        ended.is_empty(),
+        "a logged-out and an ended session are not counted: {ended:?}"
+    );
+    for id in [ids[1], ids[2], fourth] {
+        assert!(s.store.load(id).await.unwrap().is_some());
+    }
+}
+
+/// Redis only: a record that does not decode is a bad-record error, not an
+/// outage, whether damaged or of an unknown version.
+async fn case_bad_record(s: &Subject<'_>) {
+    let Some(r) = &s.redis else { return };
+    let (damaged, versioned) = (new_id(), new_id());
+    for id in [damaged, versioned] {
+        s.store
+            .create_capped(id, record("o-bad", 3_600_000, None), 20)
+            .await
+            .unwrap();
+    }
+    r.cli
+        .cli(&["SET", &r.store.session_key(damaged), "garbage"]);
+    r.cli
+        .cli(&["SETRANGE", &r.store.session_key(versioned), "0", "\t"]);
+    for id in [damaged, versioned] {
+        let e = s.store.load(id).await.unwrap_err();
+        assert!(e.is_bad_record(), "{e}");
+    }
+}
+
+/// Redis only: a user index in the previous release's layout (a hash:
+/// store id -> end, and `k` -> `<until>:<key>`) keeps working: revoking
+/// finds its sessions, the newest key is read, and a login adds to it.
+async fn case_previous_index_layout(s: &Subject<'_>) {
+    let Some(r) = &s.redis else { return };
+    let (old, new) = (new_id(), new_id());
+    let rec = record("o-old", 3_600_000, None);
+    s.store.create(old, rec.clone()).await.unwrap();
+    let index = r.store.user_key("o-old");
+    let until = rec.expires_at_ms.to_string();
+    // Replace the index `create` wrote with the previous release's.
+    r.cli.cli(&["DEL", &index]);
+    r.cli.cli(&[
+        "HSET",
+        &index,
+        &old.to_string(),
+        &until,
+        "k",
+        &format!("{until}:b2xkLWtleQ=="),
+    ]);
+    r.cli.cli(&["PEXPIREAT", &index, &until]);
+    assert_eq!(newest(s, "o-old").await.as_deref(), Some("b2xkLWtleQ=="));
+    let pttl = r.pttl(&index);
+    assert!(
+        pttl > 3_500_000,
+        "the converted index keeps its expiry, PTTL {pttl}"
+    );
+    let ended = s
+        .store
+        .create_capped(new, record("o-old", 3_600_001, None), 20)
+        .await
+        .unwrap();
+    assert!(ended.is_empty());
+    let mut members = index_members(r.cli, &index);
+    members.sort();
+    let mut want = vec![old.to_string(), new.to_string()];
+    want.sort();
+    assert_eq!(members, want);
+    let mut gone = s.store.delete_user("o-old").await.unwrap();
+    gone.sort();
+    let mut want = vec![old, new];
+    want.sort();
+    assert_eq!(gone, want);
+}
+
 macro_rules! run_cases {
     ($make:expr, $($case:ident),+ $(,)?) => {
         $(
@@ -426,6 +584,11 @@ async fn run_suite<'a>(make: impl Fn() -> Subject<'a>) {
         case_expiry,
         case_newest_session_key,
         case_redis_layout,
+        case_create_capped,
+        case_create_capped_single,
+        case_cap_counts_live_sessions,
+        case_bad_record,
+        case_previous_index_layout,
     );
 }
 

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
@@ -130,6 +131,10 @@ struct ByStoreId {
 /// The size below which the store-id map is never pruned.
 const PRUNE_MIN: usize = 1024;
 
+/// How many store timeouts a detached store call may run before it is
+/// abandoned (a store that never answers must not pile up tasks).
+pub(crate) const DETACHED_TIMEOUTS: u32 = 10;
+
 struct UntilSessionEnd {
     ttl: Duration,
 }
@@ -189,24 +194,39 @@ where
     }
 
     /// Puts a session in the cache: one just created by a login, or loaded
-    /// for a token whose MAC was checked.
-    pub(crate) fn insert(&self, id: SessionId, state: Arc<SessionState<T>>) {
+    /// for a token whose MAC was checked; unless it was revoked. A tombstone
+    /// set before or during the insert wins: the session is not cached.
+    /// Returns whether it is.
+    pub(crate) fn insert(&self, id: SessionId, state: Arc<SessionState<T>>) -> bool {
         let store_id = state.core.store_id;
+        if self.revoked.contains_key(&store_id) {
+            return false;
+        }
         // The session first: a pruning pass that sees the mapping (under the
         // lock, after this insert) then also sees the session, and keeps it.
         self.entries.insert(id, state);
-        let mut by = self.lock_by_store_id();
-        by.map.insert(store_id, id);
-        if by.map.len() >= by.prune_at {
-            // While the cache still holds most of the mapped sessions (it is
-            // filling up), a pass would find little to drop: skip it. moka's
-            // count may lag; the map stays within a few times the capacity.
-            let held = usize::try_from(self.entries.entry_count()).unwrap_or(usize::MAX);
-            if held < by.map.len() - by.map.len() / 4 {
-                by.map.retain(|_, id| self.entries.contains_key(id));
+        {
+            let mut by = self.lock_by_store_id();
+            by.map.insert(store_id, id);
+            if by.map.len() >= by.prune_at {
+                // While the cache still holds most of the mapped sessions (it is
+                // filling up), a pass would find little to drop: skip it. moka's
+                // count may lag; the map stays within a few times the capacity.
+                let held = usize::try_from(self.entries.entry_count()).unwrap_or(usize::MAX);
+                if held < by.map.len() - by.map.len() / 4 {
+                    by.map.retain(|_, id| self.entries.contains_key(id));
+                }
+                by.prune_at = (by.map.len() * 2).max(PRUNE_MIN);
             }
-            by.prune_at = (by.map.len() * 2).max(PRUNE_MIN);
         }
+        // An invalidation that landed between the check above and the
+        // mapping found nothing to evict: look again, so it cannot be missed
+        // (an invalidation sets its tombstone before it looks up the mapping).
+        if self.revoked.contains_key(&store_id) {
+            self.entries.invalidate(&id);
+            return false;
+        }
+        true
     }
 
     /// Drops the cached copy of a session and blocks reloading it for a while.
@@ -268,6 +288,44 @@ where
         result
     }
 
+    /// Runs a store call that must not stop half-way (it deletes, ends a
+    /// user's other sessions, or announces), under the store timeout like
+    /// [`SessionCache::timed`], but as its own task: when the timeout
+    /// answers the caller, the call goes on (for up to
+    /// [`DETACHED_TIMEOUTS`] store timeouts), and `done` sees its outcome
+    /// either way, to drop from the cache what it ended. A call that is
+    /// done when first polled (the memory store's) needs no task.
+    pub(crate) async fn timed_detached<R: Send + 'static>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<R, StoreError>> + Send + 'static,
+        done: impl FnOnce(&Result<R, StoreError>) + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let bound = self.ctx.store_timeout.saturating_mul(DETACHED_TIMEOUTS);
+        let mut fut = Box::pin(fut);
+        self.timed(op, async move {
+            let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+            if let Poll::Ready(result) = first {
+                done(&result);
+                return result;
+            }
+            let task = tokio::spawn(async move {
+                let result = match tokio::time::timeout(bound, fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(StoreError::new(format_args!(
+                        "store {op} still unfinished after {bound:?}; abandoned"
+                    ))),
+                };
+                done(&result);
+                result
+            });
+            task.await.unwrap_or_else(|e| {
+                Err(StoreError::new(format_args!("store {op} task failed: {e}")))
+            })
+        })
+        .await
+    }
+
     /// The miss path: load from the store once for all concurrent callers.
     /// `id` comes from a token whose MAC was checked.
     pub(crate) async fn resolve(&self, id: SessionId) -> Lookup<T> {
@@ -303,6 +361,11 @@ where
         let store_id = StoreId::of(&id);
         let record = match self.timed("load", self.ctx.store.load(store_id)).await {
             Ok(r) => r,
+            Err(e) if e.is_bad_record() => {
+                // No retry can make it decode: the client logs in again.
+                tracing::warn!(error = %e, "wxlogin: a stored session does not decode; treating it as invalid");
+                return Ok(Found::Unknown);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "wxlogin: session store load failed");
                 return Err(e);
@@ -321,11 +384,7 @@ where
             return Ok(Found::Unknown);
         };
         let state = Arc::new(state);
-        self.insert(id, state.clone());
-        // An invalidation that landed between the check above and the insert
-        // found nothing to evict: look again, so it cannot be missed.
-        if self.revoked.contains_key(&store_id) {
-            self.entries.invalidate(&id);
+        if !self.insert(id, state.clone()) {
             return Ok(Found::Unknown);
         }
         Ok(Found::Live(state))

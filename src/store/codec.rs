@@ -62,7 +62,8 @@ impl SessionRecord {
         out
     }
 
-    /// Decodes a record made by [`SessionRecord::encode`]; any damage is an error.
+    /// Decodes a record made by [`SessionRecord::encode`]; any damage, or an
+    /// unknown version, is a [`StoreError::bad_record`].
     ///
     /// ```
     /// use wxlogin::{Secret, SessionRecord};
@@ -73,13 +74,13 @@ impl SessionRecord {
     /// };
     /// let bytes = rec.encode();
     /// assert_eq!(SessionRecord::decode(&bytes).unwrap(), rec);
-    /// assert!(SessionRecord::decode(&bytes[..bytes.len() - 1]).is_err());
+    /// assert!(SessionRecord::decode(&bytes[..bytes.len() - 1]).unwrap_err().is_bad_record());
     /// ```
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let mut r = Reader { bytes, pos: 0 };
         let version = r.take(1)?[0];
         if version != VERSION && version != VERSION_1 {
-            return Err(StoreError::new("unknown session record version"));
+            return Err(StoreError::bad_record("unknown session record version"));
         }
         let idle = r.u64()?;
         let expires_at_ms = r.u64()?;
@@ -111,7 +112,7 @@ impl SessionRecord {
 }
 
 fn damaged() -> StoreError {
-    StoreError::new("damaged session record")
+    StoreError::bad_record("damaged session record")
 }
 
 /// The openid of an encoded record, read in place (it follows the 25-byte
@@ -268,6 +269,6 @@ mod tests {
         assert!(SessionRecord::decode(&longer).is_err());
         let mut version = bytes;
         version[0] = 9;
-        assert!(SessionRecord::decode(&version).is_err());
+        assert!(SessionRecord::decode(&version).unwrap_err().is_bad_record());
     }
 }

@@ -56,8 +56,8 @@ struct State {
 /// A user's sessions and newest `session_key`.
 #[derive(Default)]
 struct User {
-    /// Few per user (one with `single_session`); a `Vec` is a quarter of a
-    /// set's size for one id.
+    /// Oldest first. Few per user (capped by `max_sessions_per_user`, one
+    /// with `single_session`); a `Vec` is a quarter of a set's size for one id.
     ids: Vec<StoreId>,
     /// The newest session_key, and until when to keep it.
     key: Option<(Secret, u64)>,
@@ -93,7 +93,8 @@ impl State {
         if let Some(openid) = openid_of(&bytes) {
             if let Some(user) = self.users.get_mut(openid) {
                 if let Some(at) = user.ids.iter().position(|i| i == id) {
-                    user.ids.swap_remove(at);
+                    // In order: the oldest stays first, for the cap.
+                    user.ids.remove(at);
                 }
                 if user.is_unused(now_ms()) {
                     self.users.remove(openid);
@@ -226,6 +227,53 @@ impl SessionStore for MemoryStore {
             Ok(())
         };
         Box::pin(std::future::ready(result))
+    }
+
+    /// Atomic under the store's lock: the user's live sessions beyond
+    /// `max_per_user - 1` are ended, oldest first, as the new one is added.
+    /// The work is bounded by the cap, not by how often the user logged in.
+    fn create_capped(
+        &self,
+        id: StoreId,
+        record: SessionRecord,
+        max_per_user: usize,
+    ) -> StoreFuture<'_, Vec<StoreId>> {
+        let now = now_ms();
+        self.inner.maybe_sweep(now);
+        let bytes = record.encode().into_boxed_slice();
+        let mut st = self.inner.lock();
+        if st.sessions.contains_key(&id) {
+            return Box::pin(std::future::ready(Err(StoreError::new(
+                "session id already exists",
+            ))));
+        }
+        let State { sessions, users } = &mut *st;
+        if !users.contains_key(record.openid.as_str()) {
+            users.insert(record.openid.as_str().into(), User::default());
+        }
+        let user = users
+            .get_mut(record.openid.as_str())
+            .expect("just inserted");
+        let is_live = |i: &StoreId| sessions.get(i).is_some_and(|b| ends_at_ms(b) > now);
+        let live = user.ids.iter().filter(|i| is_live(i)).count();
+        let mut over = (live + 1).saturating_sub(max_per_user.max(1));
+        let mut ended = Vec::with_capacity(over);
+        user.ids.retain(|i| {
+            if over > 0 && is_live(i) {
+                over -= 1;
+                ended.push(*i);
+                return false;
+            }
+            // Ended sessions stay until the sweep (they answer `session_expired`).
+            sessions.contains_key(i)
+        });
+        for i in &ended {
+            sessions.remove(i);
+        }
+        user.ids.push(id);
+        user.key = Some((record.session_key, record.expires_at_ms));
+        sessions.insert(id, bytes);
+        Box::pin(std::future::ready(Ok(ended)))
     }
 
     fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {

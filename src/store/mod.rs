@@ -68,16 +68,21 @@ impl fmt::Debug for StoreId {
     }
 }
 
-/// A store failure (I/O error, timeout). Requests see `503 store_unavailable`.
+/// A store failure (I/O error, timeout): requests see `503 store_unavailable`.
+/// Or a record the store holds but cannot decode ([`StoreError::bad_record`]):
+/// its token is then `401 invalid_token`, since no retry can fix it.
 ///
 /// ```
 /// use wxlogin::store::StoreError;
 /// let e = StoreError::new("redis: connection refused");
 /// assert_eq!(e.to_string(), "session store error: redis: connection refused");
+/// assert!(!e.is_bad_record());
 /// ```
 #[derive(Debug, Clone)]
 pub struct StoreError {
     message: String,
+    bad_record: bool,
+    ended: Vec<StoreId>,
 }
 
 impl StoreError {
@@ -91,7 +96,59 @@ impl StoreError {
     pub fn new(message: impl fmt::Display) -> Self {
         StoreError {
             message: message.to_string(),
+            bad_record: false,
+            ended: Vec::new(),
         }
+    }
+
+    /// A record that cannot be decoded (damaged, or of an unknown version).
+    /// [`SessionStore::load`] returns it for such a record; the layer answers
+    /// the token `invalid_token` (and logs a warning) instead of 503.
+    ///
+    /// ```
+    /// use wxlogin::store::StoreError;
+    /// let e = StoreError::bad_record("unknown session record version");
+    /// assert!(e.is_bad_record());
+    /// ```
+    pub fn bad_record(message: impl fmt::Display) -> Self {
+        StoreError {
+            bad_record: true,
+            ..StoreError::new(message)
+        }
+    }
+
+    /// Whether this is a [`StoreError::bad_record`].
+    ///
+    /// ```
+    /// use wxlogin::store::StoreError;
+    /// assert!(!StoreError::new("timeout").is_bad_record());
+    /// ```
+    pub fn is_bad_record(&self) -> bool {
+        self.bad_record
+    }
+
+    /// Says which sessions a call that failed part-way may already have
+    /// ended (a [`SessionStore::delete_user`] whose deletes ran before its
+    /// connection died): the layer drops them from its cache all the same.
+    ///
+    /// ```
+    /// use wxlogin::store::{StoreError, StoreId};
+    /// let e = StoreError::new("connection reset").with_ended(vec![StoreId([7; 16])]);
+    /// assert_eq!(e.ended(), &[StoreId([7; 16])]);
+    /// ```
+    pub fn with_ended(mut self, ids: Vec<StoreId>) -> Self {
+        self.ended = ids;
+        self
+    }
+
+    /// The sessions given to [`StoreError::with_ended`] (usually none).
+    ///
+    /// ```
+    /// use wxlogin::store::StoreError;
+    /// assert!(StoreError::new("timeout").ended().is_empty());
+    /// ```
+    pub fn ended(&self) -> &[StoreId] {
+        &self.ended
     }
 }
 
@@ -125,7 +182,10 @@ impl std::error::Error for StoreError {}
 pub enum Invalidation {
     /// These sessions were deleted or revoked (by any instance).
     Sessions(Vec<StoreId>),
-    /// Messages may have been lost (the subscription dropped): forget every cached session.
+    /// Messages may have been lost (the subscription was down and is back):
+    /// forget every cached session. A store sends it once it listens again,
+    /// not while it cannot: until then the cache TTL bounds staleness, and
+    /// cached sessions keep serving through a store outage.
     All,
 }
 
@@ -207,6 +267,68 @@ pub trait SessionStore: Send + Sync + 'static {
     /// # }
     /// ```
     fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()>;
+
+    /// Stores a login's new session and keeps the user to at most
+    /// `max_per_user` sessions (the new one included; 1 under
+    /// `single_session`), ending the oldest others; keeps the record's
+    /// `session_key` as the user's newest
+    /// ([`SessionStore::put_latest_session_key`]). Returns the ids of the
+    /// sessions it ended, which a shared store also announces to the other
+    /// instances. The list includes the new session itself when a concurrent
+    /// [`SessionStore::delete_user`] (or a newer login) ended it before this
+    /// call returned: the layer then does not cache it.
+    ///
+    /// The memory and Redis stores do the "add mine, end the others" as one
+    /// atomic step, so concurrent logins and revocations see each other. The
+    /// default is not atomic: it calls `delete_user` first when
+    /// `max_per_user` is 1, then `create`, then `put_latest_session_key`
+    /// (whose failure it only logs), and does not cap otherwise. A custom
+    /// store should override it to enforce the cap.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use wxlogin::{Secret, SessionRecord};
+    /// # fn record(openid: &str, created_at_ms: u64) -> SessionRecord {
+    /// #     SessionRecord {
+    /// #         openid: openid.into(), unionid: None, app_id: "wx1".into(),
+    /// #         session_key: Secret::new("k"), data: b"null".to_vec(),
+    /// #         created_at_ms, expires_at_ms: created_at_ms + 3_600_000, idle_expires_at_ms: None,
+    /// #     }
+    /// # }
+    /// use wxlogin::store::{MemoryStore, SessionStore, StoreId};
+    /// let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    /// let store = MemoryStore::new();
+    /// for n in 1..=3u8 {
+    ///     let ended = store.create_capped(StoreId([n; 16]), record("o-alice", now + n as u64), 2).await?;
+    ///     // The third login ends the oldest session.
+    ///     assert_eq!(ended, if n == 3 { vec![StoreId([1; 16])] } else { vec![] });
+    /// }
+    /// assert_eq!(store.len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn create_capped(
+        &self,
+        id: StoreId,
+        record: SessionRecord,
+        max_per_user: usize,
+    ) -> StoreFuture<'_, Vec<StoreId>> {
+        Box::pin(async move {
+            let ended = if max_per_user <= 1 {
+                self.delete_user(&record.openid).await?
+            } else {
+                Vec::new()
+            };
+            let openid = record.openid.clone();
+            let (key, until) = (record.session_key.clone(), record.expires_at_ms);
+            self.create(id, record).await?;
+            if let Err(e) = self.put_latest_session_key(&openid, key, until).await {
+                tracing::warn!(error = %e, "wxlogin: keeping the newest session_key failed");
+            }
+            Ok(ended)
+        })
+    }
 
     /// Loads a session; `None` when it is unknown or deleted.
     ///
@@ -291,7 +413,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// ```
     fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool>;
 
-    /// Deletes every session of a user; returns the ids it deleted.
+    /// Deletes every session of a user; returns the ids it deleted. A shared
+    /// store announces every id it ended to the other instances, and a call
+    /// that fails part-way says which sessions it may have ended
+    /// ([`StoreError::with_ended`]); a retry then finds them again (the Redis
+    /// store keeps their index entries until they are deleted and
+    /// announced), so it announces them again.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

@@ -75,6 +75,15 @@ impl<S: SessionStore> SessionStore for CountingStore<S> {
         self.delete_users.fetch_add(1, Ordering::SeqCst);
         self.inner.delete_user(openid)
     }
+    fn create_capped(
+        &self,
+        id: StoreId,
+        record: SessionRecord,
+        max_per_user: usize,
+    ) -> StoreFuture<'_, Vec<StoreId>> {
+        self.creates.fetch_add(1, Ordering::SeqCst);
+        self.inner.create_capped(id, record, max_per_user)
+    }
     fn is_shared(&self) -> bool {
         self.inner.is_shared()
     }

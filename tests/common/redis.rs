@@ -354,15 +354,24 @@ impl RedisCluster {
     /// Starts three cluster-enabled servers, joins them with
     /// `redis-cli --cluster create`, and waits for `cluster_state:ok` everywhere.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`RedisCluster::start`] with more `redis-server` arguments for every
+    /// node (e.g. `--cluster-require-full-coverage no`, so that the other
+    /// nodes keep serving their slots when one is killed).
+    pub fn start_with(more: &[&str]) -> Self {
         let extra = || {
-            vec![
+            let mut args = vec![
                 "--cluster-enabled".to_owned(),
                 "yes".to_owned(),
                 "--cluster-config-file".to_owned(),
                 "{dir}/nodes-{port}.conf".to_owned(),
                 "--cluster-node-timeout".to_owned(),
                 "2000".to_owned(),
-            ]
+            ];
+            args.extend(more.iter().map(|a| a.to_string()));
+            args
         };
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| RedisServer::start_with(extra(), true))
@@ -405,6 +414,11 @@ impl RedisCluster {
     /// The nodes.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
+    }
+
+    /// Kills node `i` (SIGKILL); the others stay up.
+    pub fn kill_node(&mut self, i: usize) {
+        self.nodes[i].kill();
     }
 
     /// Keys matching `pattern` on every node.
@@ -475,6 +489,14 @@ impl<S: SessionStore> SessionStore for Deaf<S> {
     }
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         self.0.delete_user(openid)
+    }
+    fn create_capped(
+        &self,
+        id: StoreId,
+        record: SessionRecord,
+        max_per_user: usize,
+    ) -> StoreFuture<'_, Vec<StoreId>> {
+        self.0.create_capped(id, record, max_per_user)
     }
     fn is_shared(&self) -> bool {
         self.0.is_shared()
@@ -578,14 +600,14 @@ pub async fn wait_for_status(
     }
 }
 
-/// The hex store ids listed in a user's hash (`HKEYS user_key`, without
-/// the newest-`session_key` field `k`).
+/// The hex store ids listed in a user's index (`ZRANGE user_key 0 -1`,
+/// without the newest-`session_key` member `k:<key>`).
 pub fn index_members(redis: &(impl RedisCli + ?Sized), user_key: &str) -> Vec<String> {
     redis
-        .cli(&["HKEYS", user_key])
+        .cli(&["ZRANGE", user_key, "0", "-1"])
         .lines()
         .map(str::to_owned)
-        .filter(|l| !l.is_empty() && l != "k")
+        .filter(|l| !l.is_empty() && !l.starts_with("k:"))
         .collect()
 }
 
