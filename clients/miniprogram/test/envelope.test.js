@@ -160,7 +160,7 @@ test('every error at HTTP 200: readError finds it, isRelogin by business code re
 });
 
 test('every error at HTTP 200: a failing login rejects with its code, and nothing loops', async () => {
-  const wx = makeWx(always200, { codes: ['bogus-1', 'bogus-2'] });
+  const wx = makeWx(always200, { codes: ['0d6An5oo5j0wTh7NpMpo5Fn3Ae4An5oR', '0e7Bo6pp6k1xUi8OqNqp6Go4Bf5Bo6pS'] }); // unknown to the fake: 40029 twice
   const api = client(always200, wx, envelope200);
   const err = await rejectsWith(api.request({ url: '/api/me' }), {
     code: 'invalid_code',
