@@ -90,7 +90,7 @@ where
     /// ```
     ///
     /// It takes the sessions of every configured app (see
-    /// [`WxLoginBuilder::add_app`]); [`WxLogin::layer_for`] takes one app's.
+    /// [`WxLoginBuilder::add_app`](crate::WxLoginBuilder::add_app)); [`WxLogin::layer_for`] takes one app's.
     /// A session of an app this login does not serve (another deployment on
     /// the same store and key) is `401 invalid_token` everywhere.
     pub fn layer(&self) -> WxLoginLayer<T> {
