@@ -48,12 +48,7 @@ pub(super) async fn jscode2session(shared: &Shared, query: &str) -> Reply {
 /// The normal behaviour of `jscode2session`.
 pub(super) fn exchange(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
     let params = parse_query(query);
-    let param = |name: &str| {
-        params
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    };
+    let param = |name: &str| non_empty(&params, name);
     let Some(app_id) = param("appid") else {
         return wechat_error(41002, false);
     };
@@ -196,12 +191,7 @@ pub(super) async fn stable_token(shared: &Shared, req: Request<Incoming>) -> Res
 pub(super) fn checksession(shared: &Shared, query: &str) -> Response<Full<Bytes>> {
     shared.checksession_calls.fetch_add(1, Ordering::SeqCst);
     let params = parse_query(query);
-    let param = |name: &str| {
-        params
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    };
+    let param = |name: &str| non_empty(&params, name);
     if !shared.access_token_valid(param("access_token")) {
         return wechat_error(40001, false);
     }
@@ -417,6 +407,15 @@ pub(super) fn respond(
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+/// A query parameter, when present and not empty (WeChat treats an empty
+/// one as missing).
+fn non_empty<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
 }
 
 /// The query's parameters, percent-decoded; the first of a repeated name wins.
