@@ -234,7 +234,6 @@ fn state_of(parts: &Parts) -> Option<&AuthState> {
 }
 
 fn downcast<T: Send + Sync + 'static>(s: &Arc<dyn ErasedSession>) -> Result<WxUser<T>, Rejection> {
-    let renderer = s.core().ctx.renderer.as_ref();
     s.clone()
         .into_any()
         .downcast::<SessionState<T>>()
@@ -245,7 +244,8 @@ fn downcast<T: Send + Sync + 'static>(s: &Arc<dyn ErasedSession>) -> Result<WxUs
                 ErrorCode::Misconfigured,
                 "WxUser<T> names a data type other than the one the login hook returns",
             )
-            .with_renderer(renderer)
+            // Read only here: a hit's extraction does not pay for it.
+            .with_renderer(s.core().ctx.renderer.as_ref())
         })
 }
 
