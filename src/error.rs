@@ -14,109 +14,155 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
-/// The codes of the error table. Each maps to one status and one `relogin` flag.
+/// The error table: one row per [`ErrorCode`], with the code's text (the
+/// `error` field, the metric label), its HTTP status, its `relogin` flag,
+/// and the layer's fixed rejections of that code (name = message; their
+/// bodies are rendered at compile time, so a bad token costs no JSON
+/// serialization). Everything about a code is generated from here:
+/// [`ErrorCode`] and its methods, [`refusals`], and the literal metric
+/// labels of `observe.rs`. axum-core's `__define_rejection!` is the model.
 ///
-/// ```
-/// use http::StatusCode;
-/// use wxlogin::ErrorCode;
-///
-/// let code = ErrorCode::SessionExpired;
-/// assert_eq!(code.as_str(), "session_expired");
-/// assert_eq!(code.status(), StatusCode::UNAUTHORIZED);
-/// assert!(code.relogin());
-/// // An outage is a 503 to retry, never a logout.
-/// assert_eq!(ErrorCode::StoreUnavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
-/// assert!(!ErrorCode::StoreUnavailable.relogin());
-/// ```
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    /// 401: no token, or an empty one.
-    MissingToken,
-    /// 401: malformed, forged, tampered, unknown or revoked token.
-    InvalidToken,
-    /// 401: the session's lifetime (or idle limit) has passed.
-    SessionExpired,
-    /// 503: the store errored or timed out. Never a 401: an outage must not log everyone out.
-    StoreUnavailable,
-    /// 400: the login body is not JSON, has no `code`, or the code is not sane (413 when too large).
-    BadRequest,
-    /// 400: WeChat said the code is invalid (40029) or already used (40163).
-    InvalidCode,
-    /// 429: WeChat's minute quota (45011), or this server's login limit; with `Retry-After`.
-    RateLimited,
-    /// 403: WeChat blocked a high-risk user (40226).
-    UserRestricted,
-    /// 403: the app's login hook refused the user.
-    LoginRefused,
-    /// 503: WeChat busy after retries, timeouts, network errors, unparseable replies.
-    WeChatUnavailable,
-    /// 500: the server is misconfigured (wrong app id or secret, a missing layer).
-    Misconfigured,
+/// `error_table!(callback, args..)` expands to `callback! { (args..) rows.. }`;
+/// a fixed message must need no JSON escaping (a test checks every body
+/// against the serializer).
+macro_rules! error_table {
+    ($callback:ident $(, $arg:tt)*) => {
+        $callback! { ($($arg),*)
+            /// 401: no token, or an empty one.
+            MissingToken = "missing_token", UNAUTHORIZED, relogin: true, fixed {
+                MISSING = "no session token; log in first",
+            };
+            /// 401: malformed, forged, tampered, unknown or revoked token.
+            InvalidToken = "invalid_token", UNAUTHORIZED, relogin: true, fixed {
+                NOT_TEXT = "the token header is not valid text; log in again",
+                FORGED = "the token is malformed or forged; log in again",
+                UNKNOWN = "the session does not exist or was revoked; log in again",
+                OTHER_APP = "the session is not for this mini program; log in again",
+            };
+            /// 401: the session's lifetime (or idle limit) has passed.
+            SessionExpired = "session_expired", UNAUTHORIZED, relogin: true, fixed {
+                EXPIRED = "the session has expired; log in again",
+            };
+            /// 503: the store errored or timed out. Never a 401: an outage must not log everyone out.
+            StoreUnavailable = "store_unavailable", SERVICE_UNAVAILABLE, relogin: false, fixed {
+                STORE_DOWN = "the session store is unavailable; try again shortly",
+            };
+            /// 400: the login body is not JSON, has no `code`, or the code is not sane (413 when too large).
+            BadRequest = "bad_request", BAD_REQUEST, relogin: false, fixed {};
+            /// 400: WeChat said the code is invalid (40029) or already used (40163).
+            InvalidCode = "invalid_code", BAD_REQUEST, relogin: true, fixed {};
+            /// 429: WeChat's minute quota (45011), or this server's login limit; with `Retry-After`.
+            RateLimited = "rate_limited", TOO_MANY_REQUESTS, relogin: false, fixed {};
+            /// 403: WeChat blocked a high-risk user (40226).
+            UserRestricted = "user_restricted", FORBIDDEN, relogin: false, fixed {};
+            /// 403: the app's login hook refused the user.
+            LoginRefused = "login_refused", FORBIDDEN, relogin: false, fixed {};
+            /// 503: WeChat busy after retries, timeouts, network errors, unparseable replies.
+            WeChatUnavailable = "wechat_unavailable", SERVICE_UNAVAILABLE, relogin: false, fixed {};
+            /// 500: the server is misconfigured (wrong app id or secret, a missing layer).
+            Misconfigured = "misconfigured", INTERNAL_SERVER_ERROR, relogin: false, fixed {};
+        }
+    };
+}
+// Used by observe.rs (feature `metrics`) for the literal metric labels.
+#[cfg_attr(not(feature = "metrics"), allow(unused_imports))]
+pub(crate) use error_table;
+
+/// [`error_table!`]'s callback that defines [`ErrorCode`] and [`refusals`].
+macro_rules! define_error_codes {
+    (() $(
+        $(#[$doc:meta])*
+        $code:ident = $text:literal, $status:ident, relogin: $relogin:literal, fixed {
+            $($fixed:ident = $message:literal,)*
+        };
+    )*) => {
+        /// The codes of the error table. Each maps to one status and one `relogin` flag.
+        ///
+        /// ```
+        /// use http::StatusCode;
+        /// use wxlogin::ErrorCode;
+        ///
+        /// let code = ErrorCode::SessionExpired;
+        /// assert_eq!(code.as_str(), "session_expired");
+        /// assert_eq!(code.status(), StatusCode::UNAUTHORIZED);
+        /// assert!(code.relogin());
+        /// // An outage is a 503 to retry, never a logout.
+        /// assert_eq!(ErrorCode::StoreUnavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        /// assert!(!ErrorCode::StoreUnavailable.relogin());
+        /// ```
+        #[non_exhaustive]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $code,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the table's order.
+            #[cfg(test)]
+            pub(crate) const ALL: &'static [ErrorCode] = &[$(ErrorCode::$code),*];
+
+            /// The code as it appears in the `error` field.
+            ///
+            /// ```
+            /// use wxlogin::ErrorCode;
+            /// assert_eq!(ErrorCode::InvalidCode.as_str(), "invalid_code");
+            /// assert_eq!(ErrorCode::InvalidCode.to_string(), "invalid_code");
+            /// ```
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$code => $text,)*
+                }
+            }
+
+            /// The default HTTP status of the code.
+            ///
+            /// ```
+            /// use wxlogin::ErrorCode;
+            /// assert_eq!(ErrorCode::RateLimited.status(), http::StatusCode::TOO_MANY_REQUESTS);
+            /// ```
+            pub const fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$code => StatusCode::$status,)*
+                }
+            }
+
+            /// Whether the client should run `wx.login()` again and retry.
+            ///
+            /// ```
+            /// use wxlogin::ErrorCode;
+            /// assert!(ErrorCode::InvalidToken.relogin());
+            /// assert!(!ErrorCode::WeChatUnavailable.relogin());
+            /// ```
+            pub const fn relogin(self) -> bool {
+                match self {
+                    $(ErrorCode::$code => $relogin,)*
+                }
+            }
+        }
+
+        /// The layer's own rejections, their default bodies rendered at compile time.
+        pub(crate) mod refusals {
+            use super::{ErrorCode, Fixed};
+
+            $($(
+                pub(crate) const $fixed: Fixed = Fixed {
+                    code: ErrorCode::$code,
+                    message: $message,
+                    body: concat!(
+                        "{\"error\":\"", $text, "\",\"message\":\"", $message,
+                        "\",\"relogin\":", $relogin, "}"
+                    ),
+                };
+            )*)*
+
+            /// Every one of them, for the test that checks them against the serializer.
+            #[cfg(test)]
+            pub(crate) const ALL: &[&Fixed] = &[$($(&$fixed,)*)*];
+        }
+    };
 }
 
-impl ErrorCode {
-    /// The code as it appears in the `error` field.
-    ///
-    /// ```
-    /// use wxlogin::ErrorCode;
-    /// assert_eq!(ErrorCode::InvalidCode.as_str(), "invalid_code");
-    /// assert_eq!(ErrorCode::InvalidCode.to_string(), "invalid_code");
-    /// ```
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::MissingToken => "missing_token",
-            ErrorCode::InvalidToken => "invalid_token",
-            ErrorCode::SessionExpired => "session_expired",
-            ErrorCode::StoreUnavailable => "store_unavailable",
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::InvalidCode => "invalid_code",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::UserRestricted => "user_restricted",
-            ErrorCode::LoginRefused => "login_refused",
-            ErrorCode::WeChatUnavailable => "wechat_unavailable",
-            ErrorCode::Misconfigured => "misconfigured",
-        }
-    }
-
-    /// The default HTTP status of the code.
-    ///
-    /// ```
-    /// use wxlogin::ErrorCode;
-    /// assert_eq!(ErrorCode::RateLimited.status(), http::StatusCode::TOO_MANY_REQUESTS);
-    /// ```
-    pub const fn status(self) -> StatusCode {
-        match self {
-            ErrorCode::MissingToken | ErrorCode::InvalidToken | ErrorCode::SessionExpired => {
-                StatusCode::UNAUTHORIZED
-            }
-            ErrorCode::StoreUnavailable | ErrorCode::WeChatUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ErrorCode::BadRequest | ErrorCode::InvalidCode => StatusCode::BAD_REQUEST,
-            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::UserRestricted | ErrorCode::LoginRefused => StatusCode::FORBIDDEN,
-            ErrorCode::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// Whether the client should run `wx.login()` again and retry.
-    ///
-    /// ```
-    /// use wxlogin::ErrorCode;
-    /// assert!(ErrorCode::InvalidToken.relogin());
-    /// assert!(!ErrorCode::WeChatUnavailable.relogin());
-    /// ```
-    pub const fn relogin(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::MissingToken
-                | ErrorCode::InvalidToken
-                | ErrorCode::SessionExpired
-                | ErrorCode::InvalidCode
-        )
-    }
-}
+error_table!(define_error_codes);
 
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -147,7 +193,7 @@ pub struct Rejection {
     message: Cow<'static, str>,
     retry_after: Option<u64>,
     renderer: Option<Renderer>,
-    /// The default body, when it was rendered at compile time (see [`Fixed`]).
+    /// The default body, when it was rendered at compile time ([`refusals`]).
     body: Option<&'static str>,
 }
 
@@ -167,28 +213,6 @@ pub(crate) struct Fixed {
     pub(crate) message: &'static str,
     pub(crate) body: &'static str,
 }
-
-/// A [`Fixed`] rejection. `$name` and `$relogin` must be the code's
-/// `as_str()` and `relogin()`, and the message must need no JSON escaping:
-/// the tests check every one against the serializer.
-macro_rules! fixed {
-    ($code:ident, $name:literal, $relogin:literal, $message:literal) => {
-        $crate::error::Fixed {
-            code: $crate::error::ErrorCode::$code,
-            message: $message,
-            body: concat!(
-                "{\"error\":\"",
-                $name,
-                "\",\"message\":\"",
-                $message,
-                "\",\"relogin\":",
-                $relogin,
-                "}"
-            ),
-        }
-    };
-}
-pub(crate) use fixed;
 
 impl Fixed {
     /// The rejection, answered through `renderer` when the app set one.
@@ -507,4 +531,25 @@ pub enum BuildError {
     /// The HTTP client for WeChat could not be built.
     #[error("wxlogin: cannot build the HTTP client: {0}")]
     HttpClient(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{refusals, ErrorCode, Rejection};
+
+    #[test]
+    fn fixed_bodies_are_what_the_serializer_writes() {
+        for fixed in refusals::ALL {
+            let by_serializer = Rejection::new(fixed.code, fixed.message).default_response();
+            let prerendered = fixed.rejection(None).default_response();
+            assert_eq!(prerendered.body(), by_serializer.body(), "{}", fixed.body);
+            assert_eq!(prerendered.headers(), by_serializer.headers());
+            assert_eq!(prerendered.status(), by_serializer.status());
+            let body: serde_json::Value = serde_json::from_str(fixed.body).unwrap();
+            assert_eq!(body["error"], fixed.code.as_str());
+            assert_eq!(body["relogin"], fixed.code.relogin());
+        }
+        assert_eq!(refusals::ALL.len(), 7);
+        assert_eq!(ErrorCode::ALL.len(), 11);
+    }
 }

@@ -1,8 +1,12 @@
 //! Extractors: [`WxUser`], `Option<WxUser>` and [`WxSession`].
 //!
-//! They read what the layer put in the request extensions; used on a route
-//! the layer does not wrap, they answer `500 misconfigured` naming the
-//! missing layer.
+//! They read what the layer put in the request extensions. Every rejection
+//! they answer goes through the app's renderer
+//! ([`WxLoginBuilder::render_rejection`](crate::WxLoginBuilder::render_rejection))
+//! but one: used on a route the layer does not wrap, they answer
+//! `500 misconfigured` naming the missing layer in the default format,
+//! since without the layer no configured login (and no renderer) is in
+//! reach. That is a bug of the app's routing, not a client's error.
 
 use std::fmt;
 use std::sync::Arc;
@@ -12,10 +16,11 @@ use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use crate::clock::ms_to_system_time;
 use crate::crypto::{self, CryptoError};
 use crate::error::{ErrorCode, Rejection};
 use crate::layer::AuthState;
-use crate::session::{ms_to_system_time, ErasedSession, SessionState};
+use crate::session::{ErasedSession, SessionState};
 use crate::wechat::{PhoneInfo, WeChatApiError};
 use crate::Secret;
 
@@ -35,6 +40,13 @@ fn missing_layer(what: &'static str) -> Rejection {
 /// The authenticated user: openid, unionid, the app's data `T`, and expiry.
 ///
 /// Cheap to extract: it shares the cached session (an `Arc`), nothing is copied.
+///
+/// Its rejections (the layer's verdict in optional mode, `500 misconfigured`
+/// for a `T` other than the login hook's) go through the app's renderer
+/// ([`WxLoginBuilder::render_rejection`](crate::WxLoginBuilder::render_rejection)),
+/// with one exception: on a route the layer does not wrap, no configured
+/// login is in reach, so its `500 misconfigured` (naming the missing layer)
+/// is in the default format.
 ///
 /// ```
 /// use axum::{body::Body, routing::get, Router};
@@ -232,6 +244,8 @@ fn downcast<T: Send + Sync + 'static>(s: &Arc<dyn ErasedSession>) -> Result<WxUs
                 ErrorCode::Misconfigured,
                 "WxUser<T> names a data type other than the one the login hook returns",
             )
+            // Read only here: a hit's extraction does not pay for it.
+            .with_renderer(s.core().ctx.renderer.as_ref())
         })
 }
 
@@ -272,6 +286,9 @@ where
 
 /// Server-side access to the session's WeChat `session_key`, for decrypting
 /// `encryptedData` and checking signatures.
+///
+/// Like [`WxUser`], its rejections go through the app's renderer, except on
+/// a route the layer does not wrap (`500 misconfigured`, default format).
 ///
 /// It implements neither `Serialize` nor a revealing `Debug`: the key only
 /// leaves through [`WxSession::session_key`] and [`Secret::expose`].

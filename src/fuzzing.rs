@@ -1,7 +1,10 @@
-//! Entry points into the crate's parsers for the cargo-fuzz targets in
-//! `fuzz/` and the property tests in `tests/proptest_parsers.rs`, behind the
-//! `fuzzing` feature. **Not a stable API**: it exists so that crate-private
-//! parsers can be driven from outside, and may change in any release.
+//! Every non-stable hook of the crate, behind the `fuzzing` feature: entry
+//! points into the crate's parsers for the cargo-fuzz targets in `fuzz/` and
+//! the property tests in `tests/proptest_parsers.rs`, and the `bench_*`
+//! methods of [`WxLogin`] for the benchmarks and the profiling examples.
+//! **Not a stable API**: it exists so that crate-private code can be driven
+//! from outside, and may change in any release. The constants it exports
+//! are the crate's own (referenced, never copied).
 //!
 //! Two kinds of functions:
 //!
@@ -32,9 +35,14 @@ use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockEncryptMut, KeyIvInit};
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::engine::login::{body_messages, MAX_CODE_LEN as CODE_MAX, MIN_CODE_LEN as CODE_MIN};
+use crate::store::StoreError;
 use crate::token::{SessionId, TokenKeys, ID_LEN};
 use crate::wechat::WeChatError;
-use crate::{ErrorCode, Secret, TokenSource};
+use crate::{ErrorCode, Secret, TokenSource, WxLogin};
 
 /// The key that signs the fuzzing tokens.
 const KEY: &str = "fuzzing-key-0123456789abcdef0123";
@@ -49,19 +57,13 @@ pub const TOKEN_ALPHABET: &[u8; 64] =
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Every message the login body parser may answer with.
-pub const LOGIN_BODY_MESSAGES: [&str; 5] = [
-    "the body must be a JSON object with a \"code\" string",
-    "\"appid\" must be the mini program's app id",
-    "the body has no \"code\"",
-    "\"code\" must be the code from wx.login()",
-    "\"code\" must be a string",
-];
+pub const LOGIN_BODY_MESSAGES: [&str; 5] = body_messages::ALL;
 
 /// Shortest login code accepted.
-pub const MIN_CODE_LEN: usize = 16;
+pub const MIN_CODE_LEN: usize = CODE_MIN;
 
 /// Longest login code accepted.
-pub const MAX_CODE_LEN: usize = 128;
+pub const MAX_CODE_LEN: usize = CODE_MAX;
 
 /// The app id that [`decrypt_json`]'s round trips put in the watermark.
 pub const APP_ID: &str = "wxfuzz0000000001";
@@ -102,13 +104,13 @@ pub fn read_token<'a>(source: &TokenSource, headers: &'a HeaderMap) -> Result<&'
 
 /// The login code in a login request body, or the `bad_request` message.
 pub fn parse_login_body(body: &[u8]) -> Result<String, &'static str> {
-    crate::login::parse_login_body(body)
+    crate::engine::login::parse_login_body(body)
 }
 
 /// The login code and the optional `appid` (which mini program) in a login
 /// request body, or the `bad_request` message.
 pub fn parse_login_request(body: &[u8]) -> Result<(String, Option<String>), &'static str> {
-    crate::login::parse_login_request(body)
+    crate::engine::login::parse_login_request(body)
 }
 
 /// What the login route makes of one `code2Session` reply body.
@@ -167,6 +169,54 @@ pub fn encrypt(key: [u8; 16], iv: [u8; 16], plaintext: &[u8]) -> (String, String
         STANDARD.encode(data),
         STANDARD.encode(iv),
     )
+}
+
+// ------------------------------------------------------------ bench hooks
+
+/// Session creation without WeChat, for benchmarks and memory measurements
+/// that need a million sessions (feature `fuzzing`; **not a stable API**).
+impl<T> WxLogin<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Creates a session for `openid` in the default app as a successful
+    /// login does once WeChat has answered and the hook returned `data`
+    /// (the steps after the code exchange and the hook in `Engine::login`,
+    /// which it calls: `Engine::create_session`):
+    /// the record, the single-session revocation if configured, a fresh
+    /// token, the store `create`, the newest `session_key`, and the cache
+    /// entry. Returns the token.
+    #[doc(hidden)]
+    pub async fn bench_create_session(
+        &self,
+        openid: &str,
+        unionid: Option<&str>,
+        session_key: Secret,
+        data: T,
+    ) -> Result<String, StoreError> {
+        let engine = &*self.engine;
+        let data_json = serde_json::to_vec(&data)
+            .map_err(|e| StoreError::new(format_args!("data does not serialize: {e}")))?;
+        let (token, _) = engine
+            .create_session(
+                engine.default_app().app_id.clone(),
+                openid.to_owned(),
+                unionid.map(str::to_owned),
+                session_key,
+                data_json,
+                data,
+            )
+            .await?;
+        Ok(token)
+    }
+
+    /// A well-formed token, signed by this login's key, for a random session
+    /// id that no store holds: the layer answers it `invalid_token` after a
+    /// store lookup.
+    #[doc(hidden)]
+    pub fn bench_unknown_token(&self) -> String {
+        self.engine.keys.mint().1
+    }
 }
 
 // ---------------------------------------------------------------- fuzz targets

@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -20,12 +19,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument as _;
 
-use crate::config::Shared;
-use crate::error::{ErrorCode, Rejection};
-use crate::session::{now_ms, ErasedSession, SessionState};
-use crate::store::cache::Found;
-use crate::store::StoreId;
-use crate::token::SessionId;
+use crate::clock::now_ms;
+use crate::engine::{Engine, Freshness};
+use crate::error::{refusals, ErrorCode, Rejection};
+use crate::session::ErasedSession;
 
 /// What the layer learned about a request, in its extensions.
 #[derive(Clone)]
@@ -34,66 +31,6 @@ pub(crate) enum AuthState {
     Authenticated(Arc<dyn ErasedSession>),
     /// No token, or one that failed (optional mode only): the extractors answer it.
     Rejected(Rejection),
-}
-
-/// The layer's own rejections, their bodies rendered at compile time.
-pub(crate) mod refusals {
-    use crate::error::{fixed, Fixed};
-
-    pub(crate) const MISSING: Fixed = fixed!(
-        MissingToken,
-        "missing_token",
-        true,
-        "no session token; log in first"
-    );
-    pub(crate) const NOT_TEXT: Fixed = fixed!(
-        InvalidToken,
-        "invalid_token",
-        true,
-        "the token header is not valid text; log in again"
-    );
-    pub(crate) const FORGED: Fixed = fixed!(
-        InvalidToken,
-        "invalid_token",
-        true,
-        "the token is malformed or forged; log in again"
-    );
-    pub(crate) const UNKNOWN: Fixed = fixed!(
-        InvalidToken,
-        "invalid_token",
-        true,
-        "the session does not exist or was revoked; log in again"
-    );
-    pub(crate) const EXPIRED: Fixed = fixed!(
-        SessionExpired,
-        "session_expired",
-        true,
-        "the session has expired; log in again"
-    );
-    pub(crate) const OTHER_APP: Fixed = fixed!(
-        InvalidToken,
-        "invalid_token",
-        true,
-        "the session is not for this mini program; log in again"
-    );
-    pub(crate) const STORE_DOWN: Fixed = fixed!(
-        StoreUnavailable,
-        "store_unavailable",
-        false,
-        "the session store is unavailable; try again shortly"
-    );
-
-    /// Every one of them, for the test that checks them against the serializer.
-    #[cfg(test)]
-    pub(crate) const ALL: [&Fixed; 7] = [
-        &MISSING,
-        &NOT_TEXT,
-        &FORGED,
-        &UNKNOWN,
-        &EXPIRED,
-        &OTHER_APP,
-        &STORE_DOWN,
-    ];
 }
 
 /// A [`Layer`] that authenticates requests by their session token.
@@ -124,7 +61,7 @@ pub(crate) mod refusals {
 /// # }
 /// ```
 pub struct WxLoginLayer<T> {
-    shared: Arc<Shared<T>>,
+    shared: Arc<Engine<T>>,
     optional: bool,
     /// The apps whose sessions it takes, one bit each (see `SessionCore::app_bit`).
     apps: u64,
@@ -149,7 +86,7 @@ impl<T> std::fmt::Debug for WxLoginLayer<T> {
 }
 
 impl<T> WxLoginLayer<T> {
-    pub(crate) fn new(shared: Arc<Shared<T>>, optional: bool, apps: u64) -> Self {
+    pub(crate) fn new(shared: Arc<Engine<T>>, optional: bool, apps: u64) -> Self {
         WxLoginLayer {
             shared,
             optional,
@@ -195,7 +132,7 @@ impl<S, T> Layer<S> for WxLoginLayer<T> {
 /// ```
 pub struct WxLoginService<S, T> {
     inner: S,
-    shared: Arc<Shared<T>>,
+    shared: Arc<Engine<T>>,
     optional: bool,
     apps: u64,
 }
@@ -257,147 +194,6 @@ where
     }
 }
 
-/// What a cached session says at this moment.
-enum Freshness {
-    Live,
-    /// Past its absolute end.
-    Expired,
-    /// Past the idle deadline this process knows; another instance may have
-    /// extended it, so the store decides.
-    IdleUnsure,
-}
-
-impl<T> Shared<T>
-where
-    T: Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    #[inline]
-    fn freshness(&self, state: &SessionState<T>, now: u64) -> Freshness {
-        if now >= state.core.expires_at_ms {
-            return Freshness::Expired;
-        }
-        match state.core.idle_deadline() {
-            Some(idle) if now >= idle => Freshness::IdleUnsure,
-            _ => Freshness::Live,
-        }
-    }
-
-    /// Extends an idle deadline on use, writing to the store at most once per
-    /// refresh interval per session (per process).
-    #[inline]
-    fn touch_on_use(&self, state: &Arc<SessionState<T>>, now: u64) {
-        let Some(idle_ms) = self.idle_timeout_ms else {
-            return;
-        };
-        let current = state.core.idle_expires_at_ms.load(Ordering::Relaxed);
-        // Still at least `idle` ahead: nothing to write.
-        if now.saturating_add(idle_ms) <= current {
-            return;
-        }
-        self.extend_idle(state, now, idle_ms, current);
-    }
-
-    /// The write behind `touch_on_use`, out of line: the hit path
-    /// only reads the deadline.
-    #[inline(never)]
-    fn extend_idle(&self, state: &Arc<SessionState<T>>, now: u64, idle_ms: u64, current: u64) {
-        // Jump a refresh interval past the minimum, so the next write is one
-        // interval away however often the session is used.
-        let target = now
-            .saturating_add(idle_ms)
-            .saturating_add(self.idle_refresh_ms)
-            .min(state.core.expires_at_ms);
-        if target <= current {
-            return;
-        }
-        if state
-            .core
-            .idle_expires_at_ms
-            .compare_exchange(current, target, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
-            return; // another request is writing it
-        }
-        let store = self.sessions.store().clone();
-        let state = state.clone();
-        let timeout = self.sessions.store_timeout();
-        tokio::spawn(async move {
-            let store_id = state.core.store_id;
-            let failed = match tokio::time::timeout(timeout, store.touch(store_id, target)).await {
-                Ok(Ok(_)) => return,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("timed out after {timeout:?}"),
-            };
-            // The store still has the old deadline: put it back here too, so
-            // the next request writes again instead of trusting a deadline
-            // that only this process knows (and the store ending the session
-            // under an active user).
-            let restored = state
-                .core
-                .idle_expires_at_ms
-                .compare_exchange(target, current, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok();
-            tracing::warn!(error = %failed, retried_on_next_use = restored, "wxlogin: idle extension failed");
-        });
-    }
-
-    /// The slow path: resolve through the store (single-flight), for a
-    /// layer taking the sessions of the `apps` mask.
-    pub(crate) async fn resolve_slow(
-        &self,
-        id: SessionId,
-        apps: u64,
-    ) -> Result<Arc<SessionState<T>>, Rejection> {
-        let now = now_ms();
-        match self.sessions.resolve(id).await {
-            Ok(Found::Live(state)) if state.core.app_bit & apps == 0 => {
-                Err(self.reject_fixed(&refusals::OTHER_APP))
-            }
-            Ok(Found::Live(state)) => match self.freshness(&state, now) {
-                Freshness::Live => {
-                    self.touch_on_use(&state, now);
-                    tracing::trace!(cache = "miss", outcome = "ok", "wxlogin: session resolved");
-                    Ok(state)
-                }
-                _ => {
-                    self.sessions.forget(&id);
-                    Err(self.reject_fixed(&refusals::EXPIRED))
-                }
-            },
-            Ok(Found::Expired) => Err(self.reject_fixed(&refusals::EXPIRED)),
-            Ok(Found::Unknown) => Err(self.reject_fixed(&refusals::UNKNOWN)),
-            Err(_) => Err(self.reject_fixed(&refusals::STORE_DOWN)),
-        }
-    }
-
-    /// Ends one session: cache (and tombstone), then store. The store call
-    /// is detached: cut by the timeout, it still deletes and announces, and
-    /// renews the tombstone when it is done.
-    pub(crate) async fn revoke_id(&self, id: SessionId) -> Result<bool, Rejection> {
-        let store_id = StoreId::of(&id);
-        self.sessions.invalidate(&id, store_id);
-        let store = self.sessions.store().clone();
-        let me = self.me.clone();
-        let deleted = self
-            .sessions
-            .timed_detached(
-                "delete",
-                async move { store.delete(store_id).await },
-                move |_| {
-                    if let Some(shared) = me.upgrade() {
-                        shared.sessions.invalidate(&id, store_id);
-                    }
-                },
-            )
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "wxlogin: logout failed");
-                self.reject_fixed(&refusals::STORE_DOWN)
-            })?;
-        Ok(deleted)
-    }
-}
-
 impl<S, T, ReqB, ResB> Service<Request<ReqB>> for WxLoginService<S, T>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
@@ -416,6 +212,10 @@ where
         self.inner.poll_ready(cx)
     }
 
+    // Out of line: inlined into axum's router, the router's own moves of
+    // the request grow (callgrind: +1 memcpy a request), costing more than
+    // the call saves (docs/performance.md).
+    #[inline(never)]
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let shared = &*self.shared;
         // DESIGN.md's token contract: a forged, truncated or tampered token is
@@ -543,25 +343,6 @@ impl<S, T> WxLoginService<S, T> {
             kind: Kind::Rejected {
                 res: Some(rej.to_response().map(ResB::from)),
             },
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::error::Rejection;
-
-    #[test]
-    fn fixed_bodies_are_what_the_serializer_writes() {
-        for fixed in super::refusals::ALL {
-            let by_serializer = Rejection::new(fixed.code, fixed.message).default_response();
-            let prerendered = fixed.rejection(None).default_response();
-            assert_eq!(prerendered.body(), by_serializer.body(), "{}", fixed.body);
-            assert_eq!(prerendered.headers(), by_serializer.headers());
-            assert_eq!(prerendered.status(), by_serializer.status());
-            let body: serde_json::Value = serde_json::from_str(fixed.body).unwrap();
-            assert_eq!(body["error"], fixed.code.as_str());
-            assert_eq!(body["relogin"], fixed.code.relogin());
         }
     }
 }

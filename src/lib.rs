@@ -15,13 +15,49 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+// Layout. One concern a module, listed bottom-up: each module uses only
+// the modules above it, so imports run one way (tests/layout.rs checks it,
+// and that no file of src/ is over 900 lines, config.rs under 750).
+//
+//   secret      Secret: the wrapper whose Debug and Display redact
+//   clock       the server clock, in ms since the Unix epoch
+//   error       the error table (one macro: codes, statuses, relogin flags,
+//               metric labels, the layer's fixed bodies), Rejection, BuildError
+//   observe     metrics (feature `metrics`), labels from the error table
+//   crypto      open-data decryption, rawData and checksession signatures
+//   mock        (feature `mock`) the fake WeChat: handle, state, server, endpoints
+//   token       the token format (mint, parse, MAC) and its header read (TokenSource)
+//   store       SessionStore and SessionRecord; memory, codec, redis/, the
+//               shared access token
+//   wechat      the WeChat API client: code2session, access token, APIs
+//   session     the resolved session (core + typed data) and its context
+//   cache       the moka cache in front of the store, single-flight misses
+//   limit       the login limits (global and per client)
+//   engine      Engine: the run-time state of one login and everything it
+//               does (resolve, create, revoke, the login flow)
+//   layer       the tower Layer, Service and response future
+//   extract     the WxUser and WxSession extractors
+//   login       the login and logout routes as tower services
+//   handle      WxLogin, the handle the app holds, and its methods
+//   config      WxLoginBuilder (and WxLogin::builder), over non-generic settings
+//   fuzzing     (feature `fuzzing`) every non-stable hook; may use any module
+
+mod cache;
+mod clock;
 mod config;
 pub mod crypto;
+mod engine;
 mod error;
 mod extract;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+mod handle;
 mod layer;
 mod limit;
 mod login;
+#[cfg(feature = "mock")]
+pub mod mock;
 mod observe;
 mod secret;
 mod session;
@@ -29,19 +65,15 @@ pub mod store;
 mod token;
 pub(crate) mod wechat;
 
-#[cfg(feature = "mock")]
-pub mod mock;
-
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzzing;
-
-pub use config::{TokenSource, WxLogin, WxLoginBuilder, DEFAULT_API_BASE};
+pub use config::{WxLoginBuilder, DEFAULT_API_BASE};
 pub use error::{BuildError, ErrorCode, LoginError, Rejection, Renderer};
 pub use extract::{WxSession, WxUser};
+pub use handle::WxLogin;
 pub use layer::{ResponseFuture, WxLoginLayer, WxLoginService};
 pub use limit::ClientKey;
 pub use login::{LoginService, LogoutService, RouteFuture};
 pub use secret::Secret;
-pub use session::{Identity, SessionRecord};
+pub use session::Identity;
+pub use store::SessionRecord;
+pub use token::TokenSource;
 pub use wechat::{PhoneInfo, Watermark, WeChatApiError};

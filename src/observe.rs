@@ -25,22 +25,25 @@ mod imp {
     // on every call.
 
     /// `metrics::$kind!($name, $label => ..)` with `ok` for `None` and the
-    /// error-table code for `Some(code)`: a jump on the enum, no string compare.
+    /// error-table code for `Some(code)`: a jump on the enum, no string
+    /// compare. The literals come from the error table (`error.rs`).
     macro_rules! by_outcome {
         ($kind:ident, $name:literal, $label:literal, $outcome:expr) => {
+            crate::error::error_table!(outcome_match, $kind, $name, $label, $outcome)
+        };
+    }
+
+    /// [`crate::error::error_table!`]'s callback behind `by_outcome!`.
+    macro_rules! outcome_match {
+        (($kind:ident, $name:literal, $label:literal, $outcome:expr) $(
+            $(#[$doc:meta])*
+            $code:ident = $text:literal, $status:ident, relogin: $relogin:literal, fixed {
+                $($fixed:ident = $message:literal,)*
+            };
+        )*) => {
             match $outcome {
                 None => metrics::$kind!($name, $label => "ok"),
-                Some(ErrorCode::MissingToken) => metrics::$kind!($name, $label => "missing_token"),
-                Some(ErrorCode::InvalidToken) => metrics::$kind!($name, $label => "invalid_token"),
-                Some(ErrorCode::SessionExpired) => metrics::$kind!($name, $label => "session_expired"),
-                Some(ErrorCode::StoreUnavailable) => metrics::$kind!($name, $label => "store_unavailable"),
-                Some(ErrorCode::BadRequest) => metrics::$kind!($name, $label => "bad_request"),
-                Some(ErrorCode::InvalidCode) => metrics::$kind!($name, $label => "invalid_code"),
-                Some(ErrorCode::RateLimited) => metrics::$kind!($name, $label => "rate_limited"),
-                Some(ErrorCode::UserRestricted) => metrics::$kind!($name, $label => "user_restricted"),
-                Some(ErrorCode::LoginRefused) => metrics::$kind!($name, $label => "login_refused"),
-                Some(ErrorCode::WeChatUnavailable) => metrics::$kind!($name, $label => "wechat_unavailable"),
-                Some(ErrorCode::Misconfigured) => metrics::$kind!($name, $label => "misconfigured"),
+                $(Some(ErrorCode::$code) => metrics::$kind!($name, $label => $text),)*
             }
         };
     }
@@ -100,22 +103,10 @@ mod imp {
         fn every_outcome_label_is_the_codes_text() {
             let recorder = DebuggingRecorder::new();
             let snapshotter = recorder.snapshotter();
-            let codes = [
-                ErrorCode::MissingToken,
-                ErrorCode::InvalidToken,
-                ErrorCode::SessionExpired,
-                ErrorCode::StoreUnavailable,
-                ErrorCode::BadRequest,
-                ErrorCode::InvalidCode,
-                ErrorCode::RateLimited,
-                ErrorCode::UserRestricted,
-                ErrorCode::LoginRefused,
-                ErrorCode::WeChatUnavailable,
-                ErrorCode::Misconfigured,
-            ];
+            let codes = ErrorCode::ALL;
             metrics::with_local_recorder(&recorder, || {
                 login(None);
-                for code in codes {
+                for &code in codes {
                     rejected(code);
                 }
             });

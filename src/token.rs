@@ -1,4 +1,5 @@
-//! Session tokens: minting, parsing and MAC verification, with key rotation.
+//! Session tokens: minting, parsing and MAC verification, with key rotation,
+//! and where a request carries one ([`TokenSource`], the hot path's header read).
 //!
 //! A token is `base64url(version ‖ kid ‖ id ‖ mac)` without padding, 46 ASCII
 //! characters:
@@ -21,6 +22,9 @@ use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use http::{header, HeaderMap, HeaderName};
+
+use crate::error::ErrorCode;
 use crate::Secret;
 
 /// Format version carried in the first byte.
@@ -282,6 +286,68 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         s.push(DIGITS[(b & 15) as usize] as char);
     }
     s
+}
+
+// ------------------------------------------------- reading it from a request
+
+/// Where the layer and the logout route read the session token.
+///
+/// ```
+/// use wxlogin::TokenSource;
+/// let bearer = TokenSource::Bearer; // `Authorization: Bearer <token>`, the default
+/// let custom = TokenSource::header("X-WX-Session").unwrap();
+/// # let _ = (bearer, custom);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>` (scheme matched case-insensitively).
+    #[default]
+    Bearer,
+    /// The whole value of a named header, such as `X-WX-Session`.
+    Header(HeaderName),
+}
+
+impl TokenSource {
+    /// A named header; `None` if the name is not a valid header name.
+    ///
+    /// ```
+    /// use wxlogin::TokenSource;
+    /// assert!(TokenSource::header("X-WX-Session").is_some());
+    /// assert!(TokenSource::header("not a header name").is_none());
+    /// ```
+    pub fn header(name: &str) -> Option<Self> {
+        HeaderName::from_bytes(name.as_bytes())
+            .ok()
+            .map(TokenSource::Header)
+    }
+
+    /// The token in these headers, or the error-table code for its absence.
+    #[inline]
+    pub(crate) fn read<'a>(&self, headers: &'a HeaderMap) -> Result<&'a str, ErrorCode> {
+        let value = match self {
+            TokenSource::Bearer => headers.get(header::AUTHORIZATION),
+            TokenSource::Header(name) => headers.get(name),
+        };
+        let Some(value) = value else {
+            return Err(ErrorCode::MissingToken);
+        };
+        let text = value.to_str().map_err(|_| ErrorCode::InvalidToken)?.trim();
+        let token = match self {
+            TokenSource::Bearer => {
+                let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+                if !scheme.eq_ignore_ascii_case("bearer") {
+                    return Err(ErrorCode::MissingToken);
+                }
+                rest.trim_start()
+            }
+            TokenSource::Header(_) => text,
+        };
+        if token.is_empty() {
+            Err(ErrorCode::MissingToken)
+        } else {
+            Ok(token)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,8 +12,7 @@
 //!
 //! About 100 bytes plus the app's data, against ~300 for the same record as JSON.
 
-use super::StoreError;
-use crate::session::SessionRecord;
+use super::{SessionRecord, StoreError};
 use crate::Secret;
 
 const VERSION: u8 = 2;

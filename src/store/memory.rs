@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::codec::{openid_of, EXPIRES_OFFSET, IDLE_OFFSET};
 use super::{SessionRecord, SessionStore, StoreError, StoreFuture, StoreId};
-use crate::session::now_ms;
+use crate::clock::now_ms;
 use crate::Secret;
 
 /// Sessions in process memory: the default store, for a single instance.

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-pub(crate) mod cache;
 pub mod codec;
 mod memory;
+mod record;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod shared_token;
@@ -25,9 +25,9 @@ pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 pub use shared_token::{AccessTokenCache, SharedAccessToken};
 
-pub use crate::session::SessionRecord;
 use crate::token::SessionId;
 use crate::Secret;
+pub use record::SessionRecord;
 
 /// The future a store method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

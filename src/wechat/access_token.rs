@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::reply::parse_reply;
 use super::{AttemptError, WeChatClient, WeChatError};
-use crate::session::now_ms;
+use crate::clock::now_ms;
 use crate::store::{AccessTokenCache, SessionStore, SharedAccessToken};
 use crate::Secret;
 

@@ -17,7 +17,7 @@ use super::access_token::{AccessToken, AccessTokenManager};
 use super::reply::parse_reply;
 use super::{AttemptError, WeChatClient, WeChatError};
 use crate::store::SessionStore;
-use crate::{Secret, WxLogin};
+use crate::Secret;
 
 /// The errcodes that say the access token is invalid or expired.
 const ACCESS_TOKEN_ERRCODES: [i64; 3] = [40001, 40014, 42001];
@@ -103,7 +103,7 @@ impl From<WeChatError> for WeChatApiError {
 }
 
 /// A user's phone number, from [`WxSession::phone_number`](crate::WxSession::phone_number)
-/// or [`WxLogin::phone_number`]. Serializes with WeChat's field names
+/// or [`WxLogin::phone_number`](crate::WxLogin::phone_number). Serializes with WeChat's field names
 /// (`phoneNumber`, `purePhoneNumber`, `countryCode`, `watermark`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -152,7 +152,7 @@ fn string_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String
 }
 
 /// What handlers need to call WeChat's APIs: the client and the token
-/// manager. One per [`WxLogin`]; the layer hands it to [`WxSession`](crate::WxSession).
+/// manager. One per [`WxLogin`](crate::WxLogin); the layer hands it to [`WxSession`](crate::WxSession).
 #[derive(Debug)]
 pub(crate) struct WeChatApi {
     client: WeChatClient,
@@ -292,97 +292,6 @@ impl WeChatClient {
             },
         )
         .await
-    }
-}
-
-impl<T> WxLogin<T> {
-    /// The phone number behind a code from the mini program's
-    /// `<button open-type="getPhoneNumber">` (`e.detail.code`; single use,
-    /// valid five minutes). Uses the access token, fetched on first use.
-    ///
-    /// ```
-    /// # #[cfg(feature = "mock")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use wxlogin::{mock::FakeWeChat, WxLogin};
-    /// let wechat = FakeWeChat::start("wx1", "s").await?;
-    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").api_base(wechat.base_url()).build()?;
-    ///
-    /// let code = wechat.mint_phone_code("13800138000", "86"); // `e.detail.code` in the mini program
-    /// let phone = wx.phone_number(&code).await?;
-    /// assert_eq!(phone.pure_phone_number, "13800138000");
-    /// assert_eq!(phone.country_code, "86");
-    /// // Single use.
-    /// assert!(wx.phone_number(&code).await.is_err());
-    /// # Ok(())
-    /// # }
-    /// # #[cfg(not(feature = "mock"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn phone_number(&self, code: &str) -> Result<PhoneInfo, WeChatApiError> {
-        self.shared.api.phone_number(code).await
-    }
-
-    /// Asks WeChat whether `session_key` is still the user's current key
-    /// (`/wxa/checksession`); [`WeChatApiError::SessionKeyInvalid`] if not.
-    /// Handlers usually call [`WxSession::check_with_wechat`](crate::WxSession::check_with_wechat).
-    ///
-    /// ```
-    /// # #[cfg(feature = "mock")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use wxlogin::{mock::FakeWeChat, Secret, WeChatApiError, WxLogin};
-    /// let wechat = FakeWeChat::start("wx1", "s").await?;
-    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").api_base(wechat.base_url()).build()?;
-    ///
-    /// let stale = Secret::new("dGhpcyBpcyBub3QgaXQ=");
-    /// let err = wx.check_session_key("o-alice", &stale).await.unwrap_err();
-    /// assert_eq!(err, WeChatApiError::SessionKeyInvalid);
-    /// assert!(err.relogin());
-    /// # Ok(())
-    /// # }
-    /// # #[cfg(not(feature = "mock"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn check_session_key(
-        &self,
-        openid: &str,
-        session_key: &Secret,
-    ) -> Result<(), WeChatApiError> {
-        self.shared.api.check_session_key(openid, session_key).await
-    }
-
-    /// The app's access token, for WeChat APIs this crate does not wrap.
-    /// Cached and refreshed by one caller at a time (shared between
-    /// instances on a [`RedisStore`], feature `redis`); never log it.
-    ///
-    /// ```
-    /// # #[cfg(feature = "mock")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use wxlogin::{mock::FakeWeChat, WxLogin};
-    /// let wechat = FakeWeChat::start("wx1", "s").await?;
-    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").api_base(wechat.base_url()).build()?;
-    ///
-    /// let token = wx.access_token().await?;
-    /// let url = format!("https://api.weixin.qq.com/wxa/some_api?access_token={}", token.expose());
-    /// # let _ = url;
-    /// // Cached: a second call does not ask WeChat again.
-    /// wx.access_token().await?;
-    /// assert_eq!(wechat.stable_token_calls(), 1);
-    /// # Ok(())
-    /// # }
-    /// # #[cfg(not(feature = "mock"))]
-    /// # fn main() {}
-    /// ```
-    ///
-    #[cfg_attr(feature = "redis", doc = "[`RedisStore`]: crate::store::RedisStore")]
-    #[cfg_attr(
-        not(feature = "redis"),
-        doc = "[`RedisStore`]: https://docs.rs/wxlogin/latest/wxlogin/store/struct.RedisStore.html"
-    )]
-    pub async fn access_token(&self) -> Result<Secret, WeChatApiError> {
-        self.shared.api.access_token().await
     }
 }
 

@@ -24,23 +24,39 @@
 //! from `ending`. Whichever script runs first, the other sees it: a login
 //! whose session a revoke took out of the index ends that session itself.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncCommands as _, IntoConnectionInfo as _, Script};
+use redis::{AsyncCommands as _, IntoConnectionInfo as _};
 
 use super::codec::{openid_of, IDLE_OFFSET};
 use super::{
-    AccessTokenCache, Invalidation, InvalidationSink, SessionRecord, SessionStore,
-    SharedAccessToken, StoreError, StoreFuture, StoreId,
+    AccessTokenCache, InvalidationSink, SessionRecord, SessionStore, StoreError, StoreFuture,
+    StoreId,
 };
 use crate::Secret;
 
 /// The `redis` client crate, re-exported for apps that need to name its types.
 pub use ::redis as client;
+
+/// Runs one command or script on either kind of connection.
+macro_rules! on_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn.clone() {
+            Conn::Single(mut $c) => $body,
+            Conn::Cluster(mut $c) => $body,
+        }
+    };
+}
+
+mod access_token;
+mod scripts;
+mod subscriber;
+
+use scripts::{GET_KEY, KEY_MEMBER, LIST, PUT_KEY, RESERVE, TOUCH};
+use subscriber::{parse_id, subscribe};
 
 /// Sessions in Redis (or Valkey), shared by every instance of the app.
 ///
@@ -76,7 +92,7 @@ pub struct RedisStore {
 }
 
 #[derive(Clone)]
-enum Conn {
+pub(super) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -96,169 +112,17 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the subscription may be silent before a PING checks it.
-const PING_AFTER: Duration = Duration::from_secs(1);
+pub(super) const PING_AFTER: Duration = Duration::from_secs(1);
 /// How long that PING may take before the subscription counts as lost.
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn err(e: redis::RedisError) -> StoreError {
+pub(super) fn err(e: redis::RedisError) -> StoreError {
     // Redis errors carry no secrets (no URL password, no values); keep the kind and text.
     StoreError::new(format_args!("redis: {e}"))
 }
-
-/// Runs one command or script on either kind of connection.
-macro_rules! on_conn {
-    ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn.clone() {
-            Conn::Single(mut $c) => $body,
-            Conn::Cluster(mut $c) => $body,
-        }
-    };
-}
-
-/// Lua shared by the scripts on a user's index (`KEYS[1]`).
-///
-/// - `index(key)`: turns an index left by an earlier release (a hash: store
-///   id → end, and `k` → `<until>:<session_key>`) into the sorted set.
-/// - `keep_until(key, floor)`: makes the index live until its last member
-///   ends (and at least until `floor`).
-/// - `ending(key)`: every member of an `ending` set, which lives until its
-///   last member ends.
-macro_rules! index_lib {
-    () => {
-        r"
-local function keep_until(key, floor)
-  local last = floor
-  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  if top[2] and tonumber(top[2]) > last then last = tonumber(top[2]) end
-  local k = redis.call('ZRANGEBYSCORE', key, '-inf', '(0', 'WITHSCORES', 'LIMIT', 0, 1)
-  if k[2] and -tonumber(k[2]) > last then last = -tonumber(k[2]) end
-  if last > 0 then redis.call('PEXPIREAT', key, last) end
-end
-local function index(key)
-  if redis.call('TYPE', key).ok ~= 'hash' then return end
-  local all = redis.call('HGETALL', key)
-  redis.call('DEL', key)
-  for i = 1, #all, 2 do
-    if all[i] == 'k' then
-      local ms, k = string.match(all[i + 1], '^(%d+):(.*)$')
-      if ms then redis.call('ZADD', key, -tonumber(ms), 'k:' .. k) end
-    else
-      local ends = tonumber(string.match(all[i + 1], '^%d+'))
-      if ends then redis.call('ZADD', key, ends, all[i]) end
-    end
-  end
-  keep_until(key, 0)
-end
-local function ending(key)
-  local all = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-  local ids = {}
-  for i = 1, #all, 2 do ids[#ids + 1] = all[i] end
-  if #all > 0 then redis.call('PEXPIREAT', key, all[#all]) end
-  return ids
-end
-"
-    };
-}
-
-/// A login's one atomic step on the user's keys (`KEYS[1]` the index,
-/// `KEYS[2]` its `ending` set): drops ended members, puts the newest
-/// `session_key` (`ARGV[5]`, the member `k:<key>`, until `ARGV[6]`; none if
-/// empty), adds the session `ARGV[1]` ending at `ARGV[2]`, and moves the
-/// oldest others beyond `ARGV[4]` sessions (0: no cap) to `ending`;
-/// `ARGV[3]` is now. Returns every
-/// member of `ending` (this login's, and any a failed call left), for the
-/// caller to delete and announce. Work: O(log n) in the index's size, plus
-/// what it moves; never a read of the whole index.
-static RESERVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        index_lib!(),
-        r"
-index(KEYS[1])
-local now = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, now)
-if ARGV[5] ~= '' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(0')
-  redis.call('ZADD', KEYS[1], -tonumber(ARGV[6]), ARGV[5])
-end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-local over = 0
-if tonumber(ARGV[4]) > 0 then
-  over = redis.call('ZCOUNT', KEYS[1], '(0', '+inf') - tonumber(ARGV[4])
-end
-if over > 0 then
-  local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], '(0', '+inf', 'WITHSCORES', 'LIMIT', 0, over + 1)
-  for i = 1, #oldest, 2 do
-    if over > 0 and oldest[i] ~= ARGV[1] then
-      redis.call('ZADD', KEYS[2], oldest[i + 1], oldest[i])
-      redis.call('ZREM', KEYS[1], oldest[i])
-      over = over - 1
-    end
-  end
-end
-keep_until(KEYS[1], tonumber(ARGV[2]))
-return ending(KEYS[2])
-"
-    ))
-});
-
-/// A revoke's one atomic step: moves every session of the index to
-/// `ending` and forgets the newest `session_key`; returns every member of
-/// `ending`. Nothing leaves the index without being listed here.
-static LIST: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        index_lib!(),
-        r"
-index(KEYS[1])
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(0', '+inf', 'WITHSCORES')
-for i = 1, #live, 2 do redis.call('ZADD', KEYS[2], live[i + 1], live[i]) end
-redis.call('DEL', KEYS[1])
-return ending(KEYS[2])
-"
-    ))
-});
-
-/// Puts the newest `session_key` (member `ARGV[1]`, until `ARGV[2]`).
-static PUT_KEY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        index_lib!(),
-        r"
-index(KEYS[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(0')
-redis.call('ZADD', KEYS[1], -tonumber(ARGV[2]), ARGV[1])
-keep_until(KEYS[1], tonumber(ARGV[2]))
-return 1
-"
-    ))
-});
-
-/// The newest `session_key` member and its (negated) end.
-static GET_KEY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        index_lib!(),
-        r"
-index(KEYS[1])
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(0', 'WITHSCORES', 'LIMIT', 0, 1)
-"
-    ))
-});
-
-/// The prefix of the newest-`session_key` member of an index.
-const KEY_MEMBER: &str = "k:";
-
-/// Moves the idle deadline inside the record and the key's expiry with it.
-static TOUCH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('SETRANGE', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-return 1
-",
-    )
-});
 
 impl RedisStore {
     /// Connects to one Redis server (`redis://[:password@]host:port[/db]`),
@@ -499,7 +363,7 @@ impl RedisStore {
         max_per_user: usize,
         newest_key: bool,
     ) -> Result<Vec<StoreId>, StoreError> {
-        let now = crate::session::now_ms();
+        let now = crate::clock::now_ms();
         let index = self.user_key(&record.openid);
         let mine = id.to_string();
         let key_member = if newest_key {
@@ -699,7 +563,7 @@ impl SessionStore for RedisStore {
         let index = self.user_key(openid);
         Box::pin(async move {
             let found: Vec<String> = self.run(&GET_KEY.key(&index)).await?;
-            let now = crate::session::now_ms();
+            let now = crate::clock::now_ms();
             Ok(match found.as_slice() {
                 [member, score] => {
                     let until = score.parse::<f64>().map_or(0.0, |s| -s);
@@ -737,342 +601,4 @@ impl SessionStore for RedisStore {
             sink,
         ));
     }
-}
-
-/// Deletes the shared access token if it is still the given one.
-/// The value is `<obtained ms>:<expires ms>:<token>`.
-const DISCARD_TOKEN: &str = r"
-local v = redis.call('GET', KEYS[1])
-if v and string.match(v, '^%d+:%d+:(.*)$') == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
-
-/// Deletes the refresh lock if the caller still owns it.
-const UNLOCK: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
-
-impl RedisStore {
-    /// The key of the shared WeChat access token of an app:
-    /// `<prefix>:at:{<appid>}`, holding `<obtained ms>:<expires ms>:<token>`
-    /// and expiring with the token.
-    ///
-    /// ```no_run
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use wxlogin::store::RedisStore;
-    ///
-    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
-    /// assert_eq!(store.access_token_key("wx1"), "wxlogin:at:{wx1}");
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn access_token_key(&self, app_id: &str) -> String {
-        format!("{}:at:{{{app_id}}}", self.prefix)
-    }
-
-    /// The key of the access-token refresh lock (same hash slot as the token).
-    ///
-    /// ```no_run
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use wxlogin::store::RedisStore;
-    ///
-    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
-    /// assert_eq!(store.access_token_lock_key("wx1"), "wxlogin:at:{wx1}:lock");
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn access_token_lock_key(&self, app_id: &str) -> String {
-        format!("{}:at:{{{app_id}}}:lock", self.prefix)
-    }
-}
-
-/// The access token is shared under `<prefix>:at:{<appid>}`; one instance
-/// at a time refreshes it, under `<prefix>:at:{<appid>}:lock` (`SET NX PX`).
-impl AccessTokenCache for RedisStore {
-    fn get<'a>(&'a self, app_id: &'a str) -> StoreFuture<'a, Option<SharedAccessToken>> {
-        Box::pin(async move {
-            let key = self.access_token_key(app_id);
-            let value: Option<String> = on_conn!(self.conn, |c| c.get(&key).await).map_err(err)?;
-            Ok(value.and_then(|v| {
-                let mut parts = v.splitn(3, ':');
-                let obtained_at_ms = parts.next()?.parse().ok()?;
-                let expires_at_ms = parts.next()?.parse().ok()?;
-                let token = parts.next().filter(|t| !t.is_empty())?;
-                Some(SharedAccessToken {
-                    token: Secret::new(token),
-                    obtained_at_ms,
-                    expires_at_ms,
-                })
-            }))
-        })
-    }
-
-    fn put<'a>(&'a self, app_id: &'a str, token: &'a SharedAccessToken) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            if token.expires_at_ms <= crate::session::now_ms() {
-                return Ok(());
-            }
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(self.access_token_key(app_id))
-                .arg(format!(
-                    "{}:{}:{}",
-                    token.obtained_at_ms,
-                    token.expires_at_ms,
-                    token.token.expose()
-                ))
-                .arg("PXAT")
-                .arg(token.expires_at_ms);
-            let _: Option<String> =
-                on_conn!(self.conn, |c| cmd.query_async(&mut c).await).map_err(err)?;
-            Ok(())
-        })
-    }
-
-    fn discard<'a>(&'a self, app_id: &'a str, token: &'a str) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let script = Script::new(DISCARD_TOKEN);
-            let _: i64 = on_conn!(self.conn, |c| script
-                .key(self.access_token_key(app_id))
-                .arg(token)
-                .invoke_async(&mut c)
-                .await)
-            .map_err(err)?;
-            Ok(())
-        })
-    }
-
-    fn try_lock<'a>(
-        &'a self,
-        app_id: &'a str,
-        owner: &'a str,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(self.access_token_lock_key(app_id))
-                .arg(owner)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl.as_millis().max(1) as u64);
-            let set: Option<String> =
-                on_conn!(self.conn, |c| cmd.query_async(&mut c).await).map_err(err)?;
-            Ok(set.is_some())
-        })
-    }
-
-    fn unlock<'a>(&'a self, app_id: &'a str, owner: &'a str) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let script = Script::new(UNLOCK);
-            let _: i64 = on_conn!(self.conn, |c| script
-                .key(self.access_token_lock_key(app_id))
-                .arg(owner)
-                .invoke_async(&mut c)
-                .await)
-            .map_err(err)?;
-            Ok(())
-        })
-    }
-}
-
-fn parse_id(hex: &str) -> Option<StoreId> {
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(StoreId(out))
-}
-
-/// Why a subscription stopped delivering.
-enum Ended {
-    /// Nobody listens any more (the `WxLogin` is gone).
-    Unwanted,
-    /// The connection closed or stopped answering.
-    Lost(String),
-}
-
-/// Delivers invalidation messages until nobody listens, subscribing again
-/// after any loss (on a cluster, on another node each time).
-///
-/// While it is down the cache is kept: cached sessions serve within their
-/// cache TTL, which bounds how long a revocation can go unheard, and an
-/// outage does not turn every cached session into a store lookup that fails
-/// with it. Once subscribed again, the cache is dropped, since messages
-/// sent meanwhile are lost: a reload is one `GET` per active session,
-/// against a Redis that is back.
-async fn subscribe(
-    seeds: Arc<[redis::ConnectionInfo]>,
-    cluster: Option<ClusterConnection>,
-    channel: String,
-    sink: InvalidationSink,
-) {
-    let mut nodes: Vec<redis::ConnectionInfo> = seeds.to_vec();
-    let mut next = 0usize;
-    let mut backoff = Duration::from_millis(50);
-    // Whether messages may have been missed since the last subscription.
-    let mut missed = false;
-    loop {
-        // Stop once the WxLogin is gone.
-        if !sink(Invalidation::Sessions(Vec::new())) {
-            return;
-        }
-        let node = nodes[next % nodes.len()].clone();
-        let attempt = async {
-            let mut pubsub = redis::Client::open(node)?.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-            Ok(Ok(pubsub)) => {
-                backoff = Duration::from_millis(50);
-                if missed {
-                    tracing::info!(
-                        "wxlogin: invalidation subscription restored; dropping the cached sessions (messages may have been missed)"
-                    );
-                    if !sink(Invalidation::All) {
-                        return;
-                    }
-                } else {
-                    tracing::debug!(channel = %channel, "wxlogin: subscribed to invalidations");
-                }
-                missed = true;
-                match listen(pubsub, &sink).await {
-                    Ended::Unwanted => return,
-                    Ended::Lost(why) => tracing::warn!(
-                        reason = %why,
-                        "wxlogin: invalidation subscription lost; cached sessions keep serving until it is back"
-                    ),
-                }
-            }
-            Ok(Err(e)) => {
-                missed = true;
-                tracing::warn!(error = %e, "wxlogin: cannot subscribe to invalidations");
-            }
-            Err(_) => {
-                missed = true;
-                tracing::warn!("wxlogin: subscribing to invalidations timed out");
-            }
-        }
-        // The next node: its own may be the one that is gone.
-        next = next.wrapping_add(1);
-        if let Some(c) = &cluster {
-            if let Some(found) = cluster_nodes(c, &seeds).await {
-                nodes = found;
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
-    }
-}
-
-/// Delivers messages until the connection is lost or nobody listens. After
-/// [`PING_AFTER`] of silence it sends a PING: a connection that stays open
-/// but no longer answers (a peer gone without a reset, a stalled proxy)
-/// would otherwise look like a quiet channel forever.
-async fn listen(pubsub: redis::aio::PubSub, sink: &InvalidationSink) -> Ended {
-    let (mut control, mut messages) = pubsub.split();
-    loop {
-        match tokio::time::timeout(PING_AFTER, messages.next()).await {
-            Ok(Some(msg)) => {
-                let Ok(payload) = msg.get_payload::<String>() else {
-                    continue;
-                };
-                let inv = if payload == "*" {
-                    Invalidation::All
-                } else {
-                    Invalidation::Sessions(payload.split(',').filter_map(parse_id).collect())
-                };
-                if !sink(inv) {
-                    return Ended::Unwanted;
-                }
-            }
-            Ok(None) => return Ended::Lost("connection closed".to_owned()),
-            Err(_) => {
-                if !sink(Invalidation::Sessions(Vec::new())) {
-                    return Ended::Unwanted;
-                }
-                match tokio::time::timeout(PING_TIMEOUT, control.ping::<redis::Value>()).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Ended::Lost(format!("PING failed: {e}")),
-                    Err(_) => {
-                        return Ended::Lost(format!("no answer to PING within {PING_TIMEOUT:?}"))
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The cluster's nodes, for the subscriber: the seeds first, then every
-/// other node `CLUSTER SLOTS` names (reached like the seeds: same
-/// credentials and TLS). `None` when the cluster cannot be asked.
-async fn cluster_nodes(
-    conn: &ClusterConnection,
-    seeds: &[redis::ConnectionInfo],
-) -> Option<Vec<redis::ConnectionInfo>> {
-    let mut c = conn.clone();
-    let reply: redis::Value = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut c),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    let template = seeds.first()?;
-    let mut nodes = seeds.to_vec();
-    let mut found: Vec<(String, u16)> = Vec::new();
-    if let redis::Value::Array(ranges) = reply {
-        for range in ranges {
-            let redis::Value::Array(items) = range else {
-                continue;
-            };
-            for node in items.iter().skip(2) {
-                let redis::Value::Array(parts) = node else {
-                    continue;
-                };
-                if let (Some(redis::Value::BulkString(host)), Some(redis::Value::Int(port))) =
-                    (parts.first(), parts.get(1))
-                {
-                    let host = String::from_utf8_lossy(host).into_owned();
-                    if let (false, Ok(port)) = (host.is_empty(), u16::try_from(*port)) {
-                        found.push((host, port));
-                    }
-                }
-            }
-        }
-    }
-    found.sort();
-    found.dedup();
-    for (host, port) in found {
-        let addr = match &template.addr {
-            redis::ConnectionAddr::Tcp(..) => redis::ConnectionAddr::Tcp(host, port),
-            redis::ConnectionAddr::TcpTls {
-                insecure,
-                tls_params,
-                ..
-            } => redis::ConnectionAddr::TcpTls {
-                host,
-                port,
-                insecure: *insecure,
-                tls_params: tls_params.clone(),
-            },
-            _ => continue,
-        };
-        if nodes.iter().all(|n| n.addr != addr) {
-            nodes.push(redis::ConnectionInfo {
-                addr,
-                redis: template.redis.clone(),
-            });
-        }
-    }
-    Some(nodes)
 }

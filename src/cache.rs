@@ -18,8 +18,9 @@ use moka::Expiry;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
-use super::{SessionRecord, SessionStore, StoreError, StoreId};
-use crate::session::{now_ms, SessionContext, SessionState};
+use crate::clock::now_ms;
+use crate::session::{SessionContext, SessionState};
+use crate::store::{SessionRecord, SessionStore, StoreError, StoreId};
 use crate::token::SessionId;
 
 /// The outcome of a lookup, or a store failure.
@@ -151,6 +152,14 @@ impl<T> Expiry<SessionId, Arc<SessionState<T>>> for UntilSessionEnd {
     }
 }
 
+impl<T> SessionCache<T> {
+    /// What every session of this login shares (store, WeChat APIs, renderer).
+    #[inline]
+    pub(crate) fn ctx(&self) -> &Arc<SessionContext> {
+        &self.ctx
+    }
+}
+
 impl<T> SessionCache<T>
 where
     T: DeserializeOwned + Send + Sync + 'static,
@@ -173,10 +182,6 @@ where
             inflight: Mutex::new(HashMap::new()),
             ctx,
         }
-    }
-
-    pub(crate) fn ctx(&self) -> &Arc<SessionContext> {
-        &self.ctx
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn SessionStore> {

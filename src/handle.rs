@@ -1,0 +1,462 @@
+//! The handle of a configured login, [`WxLogin`]: what the app holds, and
+//! every public method on it (the layers, the routes, revocation, WeChat's
+//! server APIs). Each is a thin front over the [`Engine`]. The one
+//! constructor, [`WxLogin::builder`], lives with the builder in `config.rs`
+//! (imports run from the builder to the handle, never back).
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::layer::WxLoginLayer;
+use crate::login::{LoginService, LogoutService};
+use crate::store::{SessionStore, StoreError};
+use crate::wechat::{PhoneInfo, WeChatApiError};
+use crate::Secret;
+
+/// A configured WeChat login: hands out the layer and the login and logout
+/// routes, all sharing one cache, store and WeChat client.
+///
+/// `T` is the app's own user data, returned by the login hook and stored in
+/// the session (`()` when there is no hook). Cloning is cheap.
+///
+/// ```
+/// use std::time::Duration;
+/// use wxlogin::WxLogin;
+///
+/// let wx = WxLogin::builder()
+///     .app_id("wx0123456789abcdef")
+///     .app_secret("app-secret")
+///     .session_ttl(Duration::from_secs(7 * 24 * 3600))
+///     .build()
+///     .unwrap();
+/// let _layer = wx.layer();
+/// let _login = wx.login_service();
+/// ```
+pub struct WxLogin<T = ()> {
+    pub(crate) engine: Arc<Engine<T>>,
+}
+
+impl<T> Clone for WxLogin<T> {
+    fn clone(&self) -> Self {
+        WxLogin {
+            engine: self.engine.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for WxLogin<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WxLogin")
+            .field("app_id", &self.engine.default_app().app_id)
+            .field("app_secret", &self.engine.default_app().secret)
+            .field("token_source", &self.engine.token_source)
+            .field("session_ttl", &self.engine.session_ttl)
+            .field("keys", &self.engine.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> WxLogin<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// The layer that requires a valid session on every request it wraps.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{body::Body, routing::get, Router};
+    /// use http::{header, Request, StatusCode};
+    /// use tower::ServiceExt as _;
+    ///
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s").build()?;
+    /// let app = Router::new()
+    ///     .route("/api/orders", get(|| async { "[]" }))
+    ///     .layer(wx.layer()); // every route above needs a session
+    ///
+    /// // No token, or a forged one: 401, and the handler never runs.
+    /// let res = app.clone().oneshot(Request::get("/api/orders").body(Body::empty())?).await?;
+    /// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    /// assert!(res.headers().contains_key(header::WWW_AUTHENTICATE));
+    /// let forged = Request::get("/api/orders")
+    ///     .header(header::AUTHORIZATION, "Bearer forged")
+    ///     .body(Body::empty())?;
+    /// assert_eq!(app.oneshot(forged).await?.status(), StatusCode::UNAUTHORIZED);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// It takes the sessions of every configured app (see
+    /// [`WxLoginBuilder::add_app`](crate::WxLoginBuilder::add_app)); [`WxLogin::layer_for`] takes one app's.
+    /// A session of an app this login does not serve (another deployment on
+    /// the same store and key) is `401 invalid_token` everywhere.
+    pub fn layer(&self) -> WxLoginLayer<T> {
+        WxLoginLayer::new(self.engine.clone(), false, self.engine.all_apps())
+    }
+
+    /// The layer for routes of one mini program: a session of another
+    /// configured app is `401 invalid_token` (with `relogin: true`), as if
+    /// unknown. `None` if the app id was not configured.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{routing::get, Router};
+    /// use wxlogin::WxLogin;
+    ///
+    /// let wx = WxLogin::builder()
+    ///     .app_id("wx_shop_00000000").app_secret("shop-secret")
+    ///     .add_app("wx_game_00000000", "game-secret")
+    ///     .build()?;
+    /// let shop_api = Router::new()
+    ///     .route("/api/shop/orders", get(|| async { "[]" }))
+    ///     .layer(wx.layer_for("wx_shop_00000000").expect("configured")); // shop sessions only
+    /// let both = Router::new()
+    ///     .route("/api/profile", get(|| async { "{}" }))
+    ///     .layer(wx.layer()); // either app's sessions
+    /// let app: Router = shop_api.merge(both);
+    /// assert!(wx.layer_for("wx_unknown").is_none());
+    /// # let _ = app;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn layer_for(&self, app_id: &str) -> Option<WxLoginLayer<T>> {
+        let bit = self.engine.app_mask(app_id)?;
+        Some(WxLoginLayer::new(self.engine.clone(), false, bit))
+    }
+
+    /// [`WxLogin::optional_layer`] for one mini program's routes: no token
+    /// passes anonymously, a session of another app is refused as
+    /// [`WxLogin::layer_for`] refuses it (the extractors answer its 401).
+    /// `None` if the app id was not configured.
+    ///
+    /// ```
+    /// use axum::{routing::get, Router};
+    /// use wxlogin::{WxLogin, WxUser};
+    ///
+    /// let wx = WxLogin::builder()
+    ///     .app_id("wx_shop_00000000").app_secret("shop-secret")
+    ///     .add_app("wx_game_00000000", "game-secret")
+    ///     .build()?;
+    /// let home = Router::new()
+    ///     .route("/game/home", get(|u: Option<WxUser>| async move { format!("{}", u.is_some()) }))
+    ///     .layer(wx.optional_layer_for("wx_game_00000000").expect("configured"));
+    /// # let _: Router = home;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn optional_layer_for(&self, app_id: &str) -> Option<WxLoginLayer<T>> {
+        let bit = self.engine.app_mask(app_id)?;
+        Some(WxLoginLayer::new(self.engine.clone(), true, bit))
+    }
+
+    /// The layer that lets requests without a token through anonymously.
+    ///
+    /// A request with a bad or expired token still reaches the handler, and
+    /// the extractors (`WxUser`, `Option<WxUser>`) answer its 401.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{body::Body, routing::get, Router};
+    /// use http::{header, Request, StatusCode};
+    /// use tower::ServiceExt as _;
+    /// use wxlogin::{WxLogin, WxUser};
+    ///
+    /// async fn home(user: Option<WxUser>) -> String {
+    ///     match user {
+    ///         Some(user) => format!("hello {}", user.openid()),
+    ///         None => "hello stranger".to_owned(),
+    ///     }
+    /// }
+    ///
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").build()?;
+    /// let app = Router::new().route("/", get(home)).layer(wx.optional_layer());
+    ///
+    /// // Anonymous: the handler runs with `None`.
+    /// let res = app.clone().oneshot(Request::get("/").body(Body::empty())?).await?;
+    /// assert_eq!(res.status(), StatusCode::OK);
+    /// // A bad token is still a 401: the client should log in again.
+    /// let forged = Request::get("/")
+    ///     .header(header::AUTHORIZATION, "Bearer forged")
+    ///     .body(Body::empty())?;
+    /// assert_eq!(app.oneshot(forged).await?.status(), StatusCode::UNAUTHORIZED);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn optional_layer(&self) -> WxLoginLayer<T> {
+        WxLoginLayer::new(self.engine.clone(), true, self.engine.all_apps())
+    }
+
+    /// The login route: `POST {"code"}` → `{"token","expires_in","openid","unionid"}`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "mock")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{body::Body, Router};
+    /// use http::{Request, StatusCode};
+    /// use tower::ServiceExt as _;
+    /// use wxlogin::{mock::FakeWeChat, WxLogin};
+    ///
+    /// let wechat = FakeWeChat::start("wx1", "s").await?;
+    /// let wx = WxLogin::builder()
+    ///     .app_id("wx1")
+    ///     .app_secret("s")
+    ///     .api_base(wechat.base_url())
+    ///     .build()?;
+    /// let app = Router::new().route_service("/wx/login", wx.login_service());
+    ///
+    /// let code = wechat.mint_code("o-alice"); // what `wx.login()` gives the mini program
+    /// let login = || Request::post("/wx/login").body(Body::from(format!(r#"{{"code":"{code}"}}"#)));
+    /// let res = app.clone().oneshot(login()?).await?;
+    /// assert_eq!(res.status(), StatusCode::OK);
+    /// // A code is single use: 400 `invalid_code`, with `relogin: true`.
+    /// assert_eq!(app.oneshot(login()?).await?.status(), StatusCode::BAD_REQUEST);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
+    /// ```
+    pub fn login_service(&self) -> LoginService<T> {
+        LoginService::new(self.engine.clone(), None)
+    }
+
+    /// A login route for one of the configured mini programs (a backend
+    /// serving several can mount one per app, e.g. `/wx/{appid}/login`);
+    /// `None` if the app id was not configured.
+    ///
+    /// [`WxLogin::login_service`] serves them all instead: the body names
+    /// its app with `{"code", "appid"}` (the default app when absent).
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use wxlogin::WxLogin;
+    ///
+    /// let wx = WxLogin::builder()
+    ///     .app_id("wx_shop_00000000").app_secret("shop-secret")
+    ///     .add_app("wx_game_00000000", "game-secret")
+    ///     .build()?;
+    /// let mut app = Router::new();
+    /// for app_id in wx.app_ids() {
+    ///     let login = wx.login_service_for(app_id).expect("a configured app");
+    ///     app = app.route_service(&format!("/wx/{app_id}/login"), login);
+    /// }
+    /// assert!(wx.login_service_for("wx_unknown").is_none());
+    /// # let _: Router = app;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn login_service_for(&self, app_id: &str) -> Option<LoginService<T>> {
+        let i = self.engine.apps.iter().position(|a| a.app_id == app_id)?;
+        Some(LoginService::new(self.engine.clone(), Some(i)))
+    }
+
+    /// Every app id this login serves, the default first.
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder()
+    ///     .app_id("wx1").app_secret("s1")
+    ///     .add_app("wx2", "s2")
+    ///     .build()?;
+    /// assert_eq!(wx.app_ids().collect::<Vec<_>>(), ["wx1", "wx2"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn app_ids(&self) -> impl Iterator<Item = &str> {
+        self.engine.apps.iter().map(|a| a.app_id.as_str())
+    }
+
+    /// The logout route: `POST` with the token → 204.
+    ///
+    /// ```
+    /// # #[cfg(feature = "mock")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{body::Body, routing::get, Router};
+    /// use http::{header, Request, StatusCode};
+    /// use tower::ServiceExt as _;
+    /// use wxlogin::{mock::FakeWeChat, WxLogin};
+    ///
+    /// let wechat = FakeWeChat::start("wx1", "s").await?;
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").api_base(wechat.base_url()).build()?;
+    /// let app = Router::new()
+    ///     .route("/api/me", get(|| async { "me" }))
+    ///     .layer(wx.layer())
+    ///     .route_service("/wx/login", wx.login_service())
+    ///     .route_service("/wx/logout", wx.logout_service());
+    ///
+    /// let code = wechat.mint_code("o-alice");
+    /// let res = app.clone()
+    ///     .oneshot(Request::post("/wx/login").body(Body::from(format!(r#"{{"code":"{code}"}}"#)))?)
+    ///     .await?;
+    /// let bytes = axum::body::to_bytes(res.into_body(), 4096).await?;
+    /// let token = serde_json::from_slice::<serde_json::Value>(&bytes)?["token"]
+    ///     .as_str().unwrap().to_owned();
+    /// let with_token = |req: http::request::Builder| {
+    ///     req.header(header::AUTHORIZATION, format!("Bearer {token}")).body(Body::empty())
+    /// };
+    ///
+    /// let res = app.clone().oneshot(with_token(Request::post("/wx/logout"))?).await?;
+    /// assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    /// // The token is dead at once.
+    /// let res = app.oneshot(with_token(Request::get("/api/me"))?).await?;
+    /// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
+    /// ```
+    pub fn logout_service(&self) -> LogoutService<T> {
+        LogoutService::new(self.engine.clone())
+    }
+
+    /// The configured app id.
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s").build()?;
+    /// assert_eq!(wx.app_id(), "wx1");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn app_id(&self) -> &str {
+        &self.engine.default_app().app_id
+    }
+
+    /// The session store.
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s").build()?;
+    /// // The default store is a `MemoryStore`, private to this process.
+    /// assert!(!wx.store().is_shared());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        self.engine.sessions.store()
+    }
+
+    /// Ends every session of a user (log out everywhere); returns how many.
+    ///
+    /// ```
+    /// # #[cfg(feature = "mock")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{body::Body, Router};
+    /// use http::{Request, StatusCode};
+    /// use tower::ServiceExt as _;
+    /// use wxlogin::{mock::FakeWeChat, WxLogin};
+    ///
+    /// let wechat = FakeWeChat::start("wx1", "s").await?;
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").api_base(wechat.base_url()).build()?;
+    /// let app = Router::new().route_service("/wx/login", wx.login_service());
+    /// for _device in 0..2 {
+    ///     let code = wechat.mint_code("o-alice");
+    ///     let login = Request::post("/wx/login").body(Body::from(format!(r#"{{"code":"{code}"}}"#)))?;
+    ///     assert_eq!(app.clone().oneshot(login).await?.status(), StatusCode::OK);
+    /// }
+    ///
+    /// assert_eq!(wx.revoke_user("o-alice").await?, 2);
+    /// assert_eq!(wx.revoke_user("o-alice").await?, 0);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
+    /// ```
+    pub async fn revoke_user(&self, openid: &str) -> Result<usize, StoreError> {
+        self.engine.revoke_user(openid).await
+    }
+}
+
+/// WeChat's server APIs of the default app, behind its access token.
+impl<T> WxLogin<T> {
+    /// The phone number behind a code from the mini program's
+    /// `<button open-type="getPhoneNumber">` (`e.detail.code`; single use,
+    /// valid five minutes). Uses the access token, fetched on first use.
+    ///
+    /// ```
+    /// # #[cfg(feature = "mock")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxlogin::{mock::FakeWeChat, WxLogin};
+    /// let wechat = FakeWeChat::start("wx1", "s").await?;
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").api_base(wechat.base_url()).build()?;
+    ///
+    /// let code = wechat.mint_phone_code("13800138000", "86"); // `e.detail.code` in the mini program
+    /// let phone = wx.phone_number(&code).await?;
+    /// assert_eq!(phone.pure_phone_number, "13800138000");
+    /// assert_eq!(phone.country_code, "86");
+    /// // Single use.
+    /// assert!(wx.phone_number(&code).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
+    /// ```
+    pub async fn phone_number(&self, code: &str) -> Result<PhoneInfo, WeChatApiError> {
+        self.engine.default_api().phone_number(code).await
+    }
+
+    /// Asks WeChat whether `session_key` is still the user's current key
+    /// (`/wxa/checksession`); [`WeChatApiError::SessionKeyInvalid`] if not.
+    /// Handlers usually call [`WxSession::check_with_wechat`](crate::WxSession::check_with_wechat).
+    ///
+    /// ```
+    /// # #[cfg(feature = "mock")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxlogin::{mock::FakeWeChat, Secret, WeChatApiError, WxLogin};
+    /// let wechat = FakeWeChat::start("wx1", "s").await?;
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").api_base(wechat.base_url()).build()?;
+    ///
+    /// let stale = Secret::new("dGhpcyBpcyBub3QgaXQ=");
+    /// let err = wx.check_session_key("o-alice", &stale).await.unwrap_err();
+    /// assert_eq!(err, WeChatApiError::SessionKeyInvalid);
+    /// assert!(err.relogin());
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
+    /// ```
+    pub async fn check_session_key(
+        &self,
+        openid: &str,
+        session_key: &Secret,
+    ) -> Result<(), WeChatApiError> {
+        self.engine
+            .default_api()
+            .check_session_key(openid, session_key)
+            .await
+    }
+
+    /// The app's access token, for WeChat APIs this crate does not wrap.
+    /// Cached and refreshed by one caller at a time (shared between
+    /// instances on a [`RedisStore`], feature `redis`); never log it.
+    ///
+    /// ```
+    /// # #[cfg(feature = "mock")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxlogin::{mock::FakeWeChat, WxLogin};
+    /// let wechat = FakeWeChat::start("wx1", "s").await?;
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").api_base(wechat.base_url()).build()?;
+    ///
+    /// let token = wx.access_token().await?;
+    /// let url = format!("https://api.weixin.qq.com/wxa/some_api?access_token={}", token.expose());
+    /// # let _ = url;
+    /// // Cached: a second call does not ask WeChat again.
+    /// wx.access_token().await?;
+    /// assert_eq!(wechat.stable_token_calls(), 1);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "mock"))]
+    /// # fn main() {}
+    /// ```
+    ///
+    #[cfg_attr(feature = "redis", doc = "[`RedisStore`]: crate::store::RedisStore")]
+    #[cfg_attr(
+        not(feature = "redis"),
+        doc = "[`RedisStore`]: https://docs.rs/wxlogin/latest/wxlogin/store/struct.RedisStore.html"
+    )]
+    pub async fn access_token(&self) -> Result<Secret, WeChatApiError> {
+        self.engine.default_api().access_token().await
+    }
+}
