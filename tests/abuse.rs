@@ -7,14 +7,10 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use common::*;
 use wxlogin::mock::FakeReply;
-use wxlogin::WxLogin;
 
 async fn app(concurrency: usize, rate: u32) -> (String, wxlogin::mock::FakeWeChat) {
     let fake = fake_wechat().await;
-    let wx = WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
+    let wx = builder(&fake)
         .login_concurrency(concurrency)
         .login_rate(rate)
         .build()
@@ -228,13 +224,7 @@ async fn a_flood_from_one_address_does_not_make_another_addresss_login_fail() {
     // bucket and leaves the server's budget to 127.0.0.3. (With one global
     // bucket, the flood emptied it and every other login got 429.)
     let fake = fake_wechat().await;
-    let wx = WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
-        .login_rate(100)
-        .build()
-        .unwrap();
+    let wx = builder(&fake).login_rate(100).build().unwrap();
     let base = serve_with_peers(Router::new().route_service("/wx/login", wx.login_service())).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flooding = flood(
@@ -273,12 +263,7 @@ async fn a_flood_from_one_address_does_not_make_another_addresss_login_fail() {
 async fn one_address_gets_at_least_ten_logins_a_second() {
     // Many users behind one carrier NAT: ten at once, then ten a second.
     let fake = fake_wechat().await;
-    let wx = WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
-        .build()
-        .unwrap();
+    let wx = builder(&fake).build().unwrap();
     let base = serve_with_peers(Router::new().route_service("/wx/login", wx.login_service())).await;
     let nat = client_from("127.0.0.4");
     let burst: Vec<_> = (0..10)
@@ -308,10 +293,7 @@ async fn behind_a_proxy_the_app_keys_clients_by_the_header_it_trusts() {
     // No connection info at all (every request comes from the proxy); the
     // app reads the last X-Forwarded-For entry, the one its proxy appended.
     let fake = fake_wechat().await;
-    let wx = WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
+    let wx = builder(&fake)
         .login_rate(100)
         .login_client_key(|parts| {
             let xff = parts.headers.get("x-forwarded-for")?.to_str().ok()?;
@@ -372,13 +354,7 @@ async fn serve_hyper_with_peers(login: wxlogin::LoginService<()>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hyper_server_keys_clients_by_the_peer_address_it_inserts() {
     let fake = fake_wechat().await;
-    let wx = WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
-        .login_rate(100)
-        .build()
-        .unwrap();
+    let wx = builder(&fake).login_rate(100).build().unwrap();
     let base = serve_hyper_with_peers(wx.login_service()).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flooding = flood(

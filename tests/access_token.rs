@@ -12,12 +12,11 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use common::{fake_wechat, get_json, login, serve, APP_ID, APP_SECRET};
+use common::{app_with, builder, fake_wechat, get_json, login, serve, APP_ID};
 use redis_harness::{some_redis, unique_prefix, RedisCli};
 use serde_json::{json, Value};
-use wxlogin::mock::FakeWeChat;
 use wxlogin::store::{RedisStore, SessionStore};
-use wxlogin::{WeChatApiError, WxLogin, WxLoginBuilder, WxSession};
+use wxlogin::{WeChatApiError, WxLogin, WxSession};
 
 /// `GET /api/check`: `{"valid": bool}`, or 502 with the error.
 async fn check(session: WxSession) -> (StatusCode, Json<Value>) {
@@ -34,18 +33,9 @@ async fn check(session: WxSession) -> (StatusCode, Json<Value>) {
     }
 }
 
+/// The standard app with `/api/check` behind the layer too.
 fn router(wx: &WxLogin) -> Router {
-    Router::new()
-        .route("/api/check", get(check))
-        .layer(wx.layer())
-        .route_service("/wx/login", wx.login_service())
-}
-
-fn builder(fake: &FakeWeChat) -> WxLoginBuilder<()> {
-    WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
+    app_with(wx, Router::new().route("/api/check", get(check)))
 }
 
 async fn assert_valid(client: &reqwest::Client, base: &str, token: &str) {
@@ -171,10 +161,8 @@ async fn token_is_refreshed_before_it_ends_without_a_rejection() {
 #[tokio::test]
 async fn refused_credentials_are_an_error_without_the_secret() {
     let fake = fake_wechat().await;
-    let wx = WxLogin::builder()
-        .app_id(APP_ID)
+    let wx = builder(&fake)
         .app_secret("wrong-secret-value")
-        .api_base(fake.base_url())
         .build()
         .unwrap();
     let err = wx.access_token().await.unwrap_err();

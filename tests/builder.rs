@@ -6,10 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreFuture, StoreId};
+use wxlogin::store::{MemoryStore, SessionStore};
 use wxlogin::{BuildError, WxLogin, WxLoginBuilder};
 
-use common::{fake_wechat, login, serve, APP_ID, APP_SECRET};
+use common::{app, builder, fake_wechat, login, serve, Forward, Forwarding, APP_ID, APP_SECRET};
 
 const TOKEN_KEY: &str = "token-key-must-not-leak-0123456789";
 
@@ -38,21 +38,9 @@ fn assert_invalid(builder: WxLoginBuilder<()>, expected: &str) {
 #[derive(Clone, Default)]
 struct SharedStore(MemoryStore);
 
-impl SessionStore for SharedStore {
-    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
-        self.0.create(id, record)
-    }
-    fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
-        self.0.load(id)
-    }
-    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
-        self.0.delete(id)
-    }
-    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
-        self.0.touch(id, idle_expires_at_ms)
-    }
-    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
-        self.0.delete_user(openid)
+impl Forwarding for SharedStore {
+    fn inner(&self) -> &dyn SessionStore {
+        &self.0
     }
     fn is_shared(&self) -> bool {
         true
@@ -168,12 +156,12 @@ fn a_non_http_api_base_is_refused() {
 
 #[test]
 fn a_shared_store_needs_a_token_key() {
-    let err = build_err(valid().store(SharedStore::default()));
+    let err = build_err(valid().store(Forward(SharedStore::default())));
     assert!(matches!(err, BuildError::SharedStoreWithoutKey), "{err:?}");
     assert!(err.to_string().contains("token key"), "{err}");
 
     valid()
-        .store(SharedStore::default())
+        .store(Forward(SharedStore::default()))
         .token_key(TOKEN_KEY)
         .build()
         .unwrap();
@@ -184,25 +172,15 @@ fn a_shared_store_needs_a_token_key() {
 #[tokio::test]
 async fn instances_on_a_shared_store_with_one_key_accept_each_others_tokens() {
     let fake = fake_wechat().await;
-    let store = SharedStore::default();
+    let store = Forward(SharedStore::default());
     let make = || {
-        valid()
-            .api_base(fake.base_url())
+        builder(&fake)
             .store(store.clone())
             .token_key(TOKEN_KEY)
             .build()
             .unwrap()
     };
     let (a, b) = (make(), make());
-    let app = |wx: &WxLogin| {
-        axum::Router::new()
-            .route(
-                "/api/me",
-                axum::routing::get(|u: wxlogin::WxUser| async move { u.openid().to_owned() }),
-            )
-            .layer(wx.layer())
-            .route_service("/wx/login", wx.login_service())
-    };
     let (base_a, base_b) = (serve(app(&a)).await, serve(app(&b)).await);
     let client = reqwest::Client::new();
     let token = login(&client, &base_a, &fake, "o-alice").await;
@@ -214,7 +192,11 @@ async fn instances_on_a_shared_store_with_one_key_accept_each_others_tokens() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(res.text().await.unwrap(), "o-alice");
+    let me: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        me,
+        serde_json::json!({"openid": "o-alice", "unionid": null})
+    );
 }
 
 #[test]
@@ -243,7 +225,7 @@ fn debug_output_never_shows_the_secret_or_the_token_key() {
     let errors = [
         build_err(valid().token_key(TOKEN_KEY).session_ttl(Duration::ZERO)),
         build_err(valid().token_key("short-key")),
-        build_err(valid().store(SharedStore::default())),
+        build_err(valid().store(Forward(SharedStore::default()))),
     ];
     for err in errors {
         let text = format!("{err} {err:?}");

@@ -10,7 +10,7 @@ mod common;
 use axum::http::{header, HeaderValue, Method};
 use axum::routing::get;
 use axum::{Json, Router};
-use common::{fake_wechat, login, serve};
+use common::{app, builder, fake_wechat, login, serve};
 use serde_json::{json, Value};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use wxlogin::{WxLogin, WxUser};
@@ -32,22 +32,12 @@ fn cors() -> CorsLayer {
 }
 
 fn wx(fake: &wxlogin::mock::FakeWeChat) -> WxLogin {
-    WxLogin::builder()
-        .app_id(common::APP_ID)
-        .app_secret(common::APP_SECRET)
-        .api_base(fake.base_url())
-        .build()
-        .unwrap()
+    builder(fake).build().unwrap()
 }
 
 /// The order docs/guide.md shows: CORS added last, so it runs first.
-fn app(wx: &WxLogin) -> Router {
-    Router::new()
-        .route("/api/me", get(me))
-        .layer(wx.layer())
-        .route_service("/wx/login", wx.login_service())
-        .route_service("/wx/logout", wx.logout_service())
-        .layer(cors())
+fn with_cors(wx: &WxLogin) -> Router {
+    app(wx).layer(cors())
 }
 
 fn preflight(client: &reqwest::Client, url: String) -> reqwest::RequestBuilder {
@@ -67,7 +57,7 @@ fn header_of(res: &reqwest::Response, name: &str) -> Option<String> {
 #[tokio::test]
 async fn preflight_is_answered_before_the_wxlogin_layer() {
     let fake = fake_wechat().await;
-    let base = serve(app(&wx(&fake))).await;
+    let base = serve(with_cors(&wx(&fake))).await;
     let client = reqwest::Client::new();
 
     for path in ["/api/me", "/wx/login", "/wx/logout"] {
@@ -94,7 +84,7 @@ async fn preflight_is_answered_before_the_wxlogin_layer() {
 #[tokio::test]
 async fn cross_origin_login_requests_and_the_relogin_401_carry_cors_headers() {
     let fake = fake_wechat().await;
-    let base = serve(app(&wx(&fake))).await;
+    let base = serve(with_cors(&wx(&fake))).await;
     let client = reqwest::Client::new();
 
     // No token: the 401 the page must read to log in again is readable cross-origin.
@@ -149,11 +139,11 @@ async fn cors_inside_the_wxlogin_layer_refuses_the_preflight() {
     let wx = wx(&fake);
     // The wrong order: the wxlogin layer added last runs first and wants a
     // token on the preflight, which a browser never sends.
-    let app = Router::new()
+    let wrong = Router::new()
         .route("/api/me", get(me))
         .layer(cors())
         .layer(wx.layer());
-    let base = serve(app).await;
+    let base = serve(wrong).await;
     let res = preflight(&reqwest::Client::new(), format!("{base}/api/me"))
         .send()
         .await

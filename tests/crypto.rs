@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use cbc::cipher::block_padding::{NoPadding, Pkcs7};
 use cbc::cipher::{BlockEncryptMut, KeyIvInit};
-use common::{fake_wechat, login, serve, APP_ID, APP_SECRET};
+use common::{app_with, builder, fake_wechat, login, serve, APP_ID};
 use hmac::{Hmac, Mac};
 use proptest::prelude::*;
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use wxlogin::crypto::{decrypt, decrypt_json, session_signature, verify_raw_data, CryptoError};
 use wxlogin::mock::FakeWeChat;
-use wxlogin::{WxLogin, WxSession};
+use wxlogin::WxSession;
 
 // ---- The official demo vector (wechat-api.md §5.2) ----
 
@@ -648,18 +648,15 @@ async fn verify_route(session: WxSession, Json(body): Json<RawDataBody>) -> Json
     Json(json!({ "valid": session.verify_raw_data(&body.raw_data, &body.signature) }))
 }
 
-fn app(fake: &FakeWeChat) -> Router {
-    let wx = WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
-        .build()
-        .unwrap();
-    Router::new()
-        .route("/api/decrypt", post(decrypt_route))
-        .route("/api/verify", post(verify_route))
-        .layer(wx.layer())
-        .route_service("/wx/login", wx.login_service())
+/// The standard app with `/api/decrypt` and `/api/verify` behind the layer too.
+fn crypto_app(fake: &FakeWeChat) -> Router {
+    let wx = builder(fake).build().unwrap();
+    app_with(
+        &wx,
+        Router::new()
+            .route("/api/decrypt", post(decrypt_route))
+            .route("/api/verify", post(verify_route)),
+    )
 }
 
 async fn post_json(client: &reqwest::Client, url: &str, token: &str, body: &Value) -> (u16, Value) {
@@ -694,7 +691,7 @@ fn encrypt_with_plus(key_b64: &str, appid: &str) -> (Value, String, String) {
 #[tokio::test]
 async fn decrypt_from_a_handler_and_a_relogin_rotates_the_key() {
     let fake = fake_wechat().await;
-    let base = serve(app(&fake)).await;
+    let base = serve(crypto_app(&fake)).await;
     let client = reqwest::Client::new();
     let url = format!("{base}/api/decrypt");
 
@@ -767,7 +764,7 @@ async fn decrypt_from_a_handler_and_a_relogin_rotates_the_key() {
 #[tokio::test]
 async fn verify_raw_data_from_a_handler() {
     let fake = fake_wechat().await;
-    let base = serve(app(&fake)).await;
+    let base = serve(crypto_app(&fake)).await;
     let client = reqwest::Client::new();
     let url = format!("{base}/api/verify");
 

@@ -10,105 +10,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde_json::json;
 use wxlogin::mock::{FakeReply, FakeWeChat};
 use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreError, StoreFuture, StoreId};
-use wxlogin::{Identity, LoginError, Rejection, WxLogin, WxLoginBuilder, WxSession, WxUser};
+use wxlogin::{Identity, LoginError, Rejection, Secret, WxLogin, WxSession, WxUser};
 
-use common::{fake_wechat, login, serve, CountingStore, APP_ID, APP_SECRET};
+use common::{
+    app, assert_rejection, builder, fake_wechat, keys, login, serve, CountingStore, Forward,
+    Forwarding, Reply, APP_SECRET,
+};
 
 /// A token key shared by the instances of one test (a shared store needs one).
 const TOKEN_KEY: &str = "0123456789abcdef0123456789abcdef";
-
-/// A response as the client saw it.
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    text: String,
-}
-
-impl Reply {
-    async fn of(res: reqwest::Response) -> Reply {
-        Reply {
-            status: res.status().as_u16(),
-            headers: res.headers().clone(),
-            text: res.text().await.unwrap(),
-        }
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.text))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-}
-
-/// Sorted keys of a JSON object.
-fn keys(body: &Value) -> Vec<&str> {
-    let mut keys: Vec<&str> = body
-        .as_object()
-        .unwrap_or_else(|| panic!("not a JSON object: {body}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    keys
-}
-
-/// Asserts the default wire format of one error-table row; returns the body.
-fn assert_rejection(reply: &Reply, status: u16, code: &str, relogin: bool) -> Value {
-    assert_eq!(reply.status, status, "body: {}", reply.text);
-    let body = reply.json();
-    assert_eq!(keys(&body), ["error", "message", "relogin"], "{body}");
-    assert_eq!(body["error"], code, "{body}");
-    assert_eq!(body["relogin"], relogin, "{body}");
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-    assert_eq!(reply.header("content-type"), Some("application/json"));
-    match reply.header("www-authenticate") {
-        Some(v) => {
-            assert_eq!(status, 401, "WWW-Authenticate on a {status}");
-            assert!(v.starts_with("Bearer realm="), "{v}");
-        }
-        None => assert_ne!(status, 401, "a 401 without WWW-Authenticate"),
-    }
-    match reply.header("retry-after") {
-        Some(v) => {
-            assert_eq!(status, 429, "Retry-After on a {status}");
-            assert!(v.parse::<u64>().is_ok_and(|s| s >= 1), "{v}");
-        }
-        None => assert_ne!(status, 429, "a 429 without Retry-After"),
-    }
-    body
-}
-
-/// The app of these tests: a protected `/api/me` plus login and logout.
-fn app(wx: &WxLogin) -> Router {
-    Router::new()
-        .route(
-            "/api/me",
-            get(|user: WxUser| async move {
-                Json(json!({"openid": user.openid(), "unionid": user.unionid()}))
-            }),
-        )
-        .layer(wx.layer())
-        .route_service("/wx/login", wx.login_service())
-        .route_service("/wx/logout", wx.logout_service())
-}
-
-fn builder(fake: &FakeWeChat) -> WxLoginBuilder<()> {
-    WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
-}
 
 async fn start(wx: &WxLogin) -> String {
     serve(app(wx)).await
@@ -302,9 +217,21 @@ impl FlakyStore {
     }
 }
 
-impl SessionStore for FlakyStore {
+/// Every call that reads or writes the store goes through `guard`.
+impl Forwarding for FlakyStore {
+    fn inner(&self) -> &dyn SessionStore {
+        &self.inner
+    }
     fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
         self.guard(|| self.inner.create(id, record))
+    }
+    fn create_capped(
+        &self,
+        id: StoreId,
+        record: SessionRecord,
+        max_per_user: usize,
+    ) -> StoreFuture<'_, Vec<StoreId>> {
+        self.guard(|| self.inner.create_capped(id, record, max_per_user))
     }
     fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
         self.guard(|| self.inner.load(id))
@@ -318,15 +245,26 @@ impl SessionStore for FlakyStore {
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         self.guard(|| self.inner.delete_user(openid))
     }
-    fn is_shared(&self) -> bool {
-        self.inner.is_shared()
+    fn put_latest_session_key(
+        &self,
+        openid: &str,
+        session_key: Secret,
+        until_ms: u64,
+    ) -> StoreFuture<'_, ()> {
+        self.guard(|| {
+            self.inner
+                .put_latest_session_key(openid, session_key, until_ms)
+        })
+    }
+    fn latest_session_key(&self, openid: &str) -> StoreFuture<'_, Option<Secret>> {
+        self.guard(|| self.inner.latest_session_key(openid))
     }
 }
 
 fn flaky_instance(fake: &FakeWeChat, store: &FlakyStore) -> WxLogin {
     builder(fake)
         .token_key(TOKEN_KEY)
-        .store(store.clone())
+        .store(Forward(store.clone()))
         .store_timeout(Duration::from_millis(300))
         .build()
         .unwrap()
@@ -501,12 +439,7 @@ async fn misconfigured_credentials_are_500_without_the_secret_or_wechats_detail(
 
     // Wrong secret (40125), then wrong app id (40013).
     let wrong_secret_wx = builder(&fake).app_secret(wrong_secret).build().unwrap();
-    let wrong_app_wx = WxLogin::builder()
-        .app_id("wx-not-this-app")
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
-        .build()
-        .unwrap();
+    let wrong_app_wx = builder(&fake).app_id("wx-not-this-app").build().unwrap();
     for wx in [wrong_secret_wx, wrong_app_wx] {
         let base = start(&wx).await;
         let reply = login_code(&client, &base, &fake.mint_code("o-alice")).await;

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::routing::get;
 use axum::{Json, Router};
-use common::{fake_wechat, get_json, login, serve, APP_ID, APP_SECRET};
+use common::{builder, fake_wechat, get_json, login, serve, APP_ID};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wxlogin::mock::FakeWeChat;
@@ -67,10 +67,7 @@ async fn unit_user(user: WxUser) -> Json<Value> {
 }
 
 fn wx(fake: &FakeWeChat) -> WxLogin<Account> {
-    WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
+    builder(fake)
         .on_login(|who: Identity| async move {
             let id = if who.openid == "o-alice" { 1 } else { 2 };
             Ok(Account {
@@ -159,10 +156,7 @@ async fn typed_data_survives_a_store_round_trip() {
     let fake = fake_wechat().await;
     let store = wxlogin::store::MemoryStore::new();
     let key = "extractor-test-key-0123456789abcdef";
-    let first = WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
+    let first = builder(&fake)
         .token_key(key)
         .store(store.clone())
         .on_login(|_who: Identity| async move {
@@ -174,10 +168,7 @@ async fn typed_data_survives_a_store_round_trip() {
         })
         .build()
         .unwrap();
-    let second = WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
+    let second = builder(&fake)
         .token_key(key)
         .store(store.clone())
         .on_login(|_who: Identity| async move {

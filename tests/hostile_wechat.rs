@@ -28,16 +28,17 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use wxlogin::mock::{FakeReply, FakeWeChat};
-use wxlogin::{WxLogin, WxLoginBuilder, WxUser};
+use wxlogin::WxLoginBuilder;
 
-use common::{fake_wechat, serve, CountingStore, APP_ID, APP_SECRET};
+use common::{
+    app, assert_rejection, builder_at, fake_wechat, serve, CountingStore, Reply, APP_SECRET,
+};
 
 /// The overall WeChat deadline of these tests.
 const DEADLINE: Duration = Duration::from_secs(4);
@@ -116,11 +117,10 @@ struct Rig {
     client: reqwest::Client,
 }
 
-fn builder(api_base: String, store: &CountingStore) -> WxLoginBuilder<()> {
-    WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(api_base)
+/// The common builder with `store` and the WeChat limits of these tests,
+/// talking to `api_base`.
+fn configured(api_base: String, store: &CountingStore) -> WxLoginBuilder<()> {
+    builder_at(api_base)
         .store(store.clone())
         .wechat_timeouts(Duration::from_secs(1), ATTEMPT, DEADLINE)
         .wechat_attempts(ATTEMPTS)
@@ -134,20 +134,13 @@ async fn rig_for(api_base: String) -> Rig {
 async fn rig_timed(api_base: String, attempt: Duration, deadline: Duration) -> Rig {
     count_panics();
     let store = CountingStore::new();
-    let wx = builder(api_base, &store)
+    let wx = configured(api_base, &store)
         .wechat_timeouts(Duration::from_secs(1), attempt, deadline)
         .build()
         .unwrap();
-    let app = Router::new()
-        .route(
-            "/api/me",
-            get(|user: WxUser| async move { Json(json!({"openid": user.openid()})) }),
-        )
-        .layer(wx.layer())
-        .route_service("/wx/login", wx.login_service());
     Rig {
         store,
-        base: serve(app).await,
+        base: serve(app(&wx)).await,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -161,17 +154,23 @@ async fn rig() -> (FakeWeChat, Rig) {
     (fake, rig)
 }
 
-/// What the client saw, and how long it waited.
-struct Reply {
-    status: u16,
-    retry_after: Option<String>,
+/// What the client saw (its body as JSON, Null if not JSON), and how long
+/// it waited.
+struct Timed {
+    reply: Reply,
     body: Value,
-    text: String,
     elapsed: Duration,
 }
 
+impl std::ops::Deref for Timed {
+    type Target = Reply;
+    fn deref(&self) -> &Reply {
+        &self.reply
+    }
+}
+
 impl Rig {
-    async fn login(&self, code: &str) -> Reply {
+    async fn login(&self, code: &str) -> Timed {
         let started = Instant::now();
         let res = self
             .client
@@ -181,17 +180,10 @@ impl Rig {
             .send()
             .await
             .expect("the server answered (no dropped connection)");
-        let status = res.status().as_u16();
-        let retry_after = res
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let text = res.text().await.unwrap();
-        Reply {
-            status,
-            retry_after,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
+        let reply = Reply::of(res).await;
+        Timed {
+            body: serde_json::from_str(&reply.text).unwrap_or(Value::Null),
+            reply,
             elapsed: started.elapsed(),
         }
     }
@@ -231,24 +223,11 @@ impl Rig {
 }
 
 /// Asserts the error-table row, the wire format and the time bound.
-fn assert_row(what: &str, reply: &Reply, status: u16, code: &str, relogin: bool) {
+fn assert_row(what: &str, reply: &Timed, status: u16, code: &str, relogin: bool) {
     assert_eq!(reply.status, status, "{what}: {}", reply.text);
     assert_eq!(reply.body["error"], code, "{what}: {}", reply.text);
-    assert_eq!(reply.body["relogin"], relogin, "{what}: {}", reply.text);
-    assert!(
-        reply.body["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{what}: {}",
-        reply.text
-    );
-    assert_eq!(
-        reply.body.as_object().map(|o| o.len()),
-        Some(3),
-        "{what}: {}",
-        reply.text
-    );
-    assert_eq!(reply.retry_after.is_some(), status == 429, "{what}");
+    // The default wire format: body, relogin, WWW-Authenticate, Retry-After.
+    assert_rejection(reply, status, code, relogin);
     assert!(
         reply.elapsed < DEADLINE + MARGIN,
         "{what}: answered after {:?}",
@@ -584,7 +563,7 @@ async fn a_success_arriving_after_the_deadline_stores_nothing_later() {
     .await;
     let store = CountingStore::new();
     count_panics();
-    let wx = builder(base, &store)
+    let wx = configured(base, &store)
         .wechat_timeouts(
             Duration::from_secs(1),
             Duration::from_secs(10),
@@ -909,7 +888,7 @@ async fn a_redirect_from_wechat_is_never_followed() {
 
         // The access token call (the secret in a POST body) does not follow either.
         let store = CountingStore::new();
-        let wx = builder(base, &store).build().unwrap();
+        let wx = configured(base, &store).build().unwrap();
         let err = wx.access_token().await.unwrap_err();
         assert!(
             matches!(err, wxlogin::WeChatApiError::Unavailable { .. }),
@@ -951,7 +930,7 @@ async fn a_huge_expires_in_is_clamped_not_overflowed() {
     for expires_in in ["18446744073709551615", "18446744073709551", "0"] {
         let (base, calls) = stable_token_wechat(expires_in).await;
         let store = CountingStore::new();
-        let wx = builder(base, &store).build().unwrap();
+        let wx = configured(base, &store).build().unwrap();
         let token = wx.access_token().await.expect(expires_in);
         assert_eq!(token.expose(), "AT-huge-lifetime");
         // Cached: the clamped lifetime is still in the future.

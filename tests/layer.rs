@@ -8,50 +8,27 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
-use common::{fake_wechat, get_json, login, serve, CountingStore, APP_ID, APP_SECRET};
+use common::{
+    app, builder, fake_wechat, get_json, login, me, now_ms, serve, CountingStore, Forward,
+    Forwarding,
+};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use wxlogin::mock::FakeWeChat;
 use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreFuture, StoreId};
-use wxlogin::{WxLogin, WxLoginBuilder, WxUser};
+use wxlogin::{WxLogin, WxUser};
 
 const KEY: &str = "layer-test-token-key-0123456789ab";
 
-async fn me(user: WxUser) -> Json<Value> {
-    Json(json!({ "openid": user.openid() }))
-}
-
 async fn maybe_me(user: Option<WxUser>) -> Json<Value> {
     Json(json!({ "openid": user.as_ref().map(|u| u.openid().to_owned()) }))
-}
-
-fn router(wx: &WxLogin) -> Router {
-    Router::new()
-        .route("/api/me", get(me))
-        .layer(wx.layer())
-        .route_service("/wx/login", wx.login_service())
-        .route_service("/wx/logout", wx.logout_service())
-}
-
-fn builder(fake: &FakeWeChat) -> WxLoginBuilder<()> {
-    WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// A store whose loads wait until every request of a burst is parked in the
@@ -66,9 +43,9 @@ struct GatedLoads {
     gave_up: Arc<AtomicBool>,
 }
 
-impl SessionStore for GatedLoads {
-    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
-        self.inner.create(id, record)
+impl Forwarding for GatedLoads {
+    fn inner(&self) -> &dyn SessionStore {
+        &self.inner
     }
     fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
         self.loads.fetch_add(1, Ordering::SeqCst);
@@ -83,18 +60,6 @@ impl SessionStore for GatedLoads {
             }
             self.inner.load(id).await
         })
-    }
-    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
-        self.inner.delete(id)
-    }
-    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
-        self.inner.touch(id, idle_expires_at_ms)
-    }
-    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
-        self.inner.delete_user(openid)
-    }
-    fn is_shared(&self) -> bool {
-        self.inner.is_shared()
     }
 }
 
@@ -137,7 +102,7 @@ async fn gated_instance(
     };
     let wx = builder(fake)
         .token_key(KEY)
-        .store(store.clone())
+        .store(Forward(store.clone()))
         .build()
         .unwrap();
     let parked = Parked {
@@ -145,8 +110,8 @@ async fn gated_instance(
         want: burst,
         open: Arc::new(open),
     };
-    let app = router(&wx).layer(middleware::from_fn_with_state(parked, count_parked));
-    (wx.clone(), serve(app).await, store)
+    let routes = app(&wx).layer(middleware::from_fn_with_state(parked, count_parked));
+    (wx.clone(), serve(routes).await, store)
 }
 
 /// Sends `n` concurrent `GET /api/me` with `token`; returns status and body of each.
@@ -189,7 +154,7 @@ async fn warm_cache_makes_no_store_loads_and_expired_entry_makes_one() {
         .cache_ttl(Duration::from_millis(300))
         .build()
         .unwrap();
-    let base = serve(router(&wx)).await;
+    let base = serve(app(&wx)).await;
     let client = reqwest::Client::new();
     let url = format!("{base}/api/me");
 
@@ -248,7 +213,7 @@ async fn concurrent_misses_make_one_store_load() {
         .store(shared.clone())
         .build()
         .unwrap();
-    let issuer_base = serve(router(&issuer)).await;
+    let issuer_base = serve(app(&issuer)).await;
     let token = login(&client, &issuer_base, &fake, "o-alice").await;
 
     // Instance 2 has never seen it: a cold cache in front of the gated store.
@@ -308,7 +273,7 @@ async fn cache_entry_never_outlives_its_session() {
         .cache_ttl(Duration::from_secs(60))
         .build()
         .unwrap();
-    let base = serve(router(&wx)).await;
+    let base = serve(app(&wx)).await;
     let client = reqwest::Client::new();
     let url = format!("{base}/api/me");
     let token = login(&client, &base, &fake, "o-alice").await;
@@ -335,7 +300,7 @@ async fn login_reports_expires_in() {
         .session_ttl(Duration::from_secs(3600))
         .build()
         .unwrap();
-    let base = serve(router(&wx)).await;
+    let base = serve(app(&wx)).await;
     let client = reqwest::Client::new();
     let code = fake.mint_code("o-alice");
     let res = client
@@ -428,7 +393,7 @@ async fn idle_timeout_is_extended_by_use_with_few_store_writes() {
         .idle_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
-    let base = serve(router(&wx)).await;
+    let base = serve(app(&wx)).await;
     let client = reqwest::Client::new();
     let url = format!("{base}/api/me");
 
@@ -478,7 +443,7 @@ async fn idle_timeout_used_every_300ms() {
         .idle_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
-    let base = serve(router(&wx)).await;
+    let base = serve(app(&wx)).await;
     let client = reqwest::Client::new();
     let url = format!("{base}/api/me");
     let token = login(&client, &base, &fake, "o-alice").await;
@@ -516,7 +481,7 @@ async fn logout_ends_only_that_session() {
     let fake = fake_wechat().await;
     let store = CountingStore::new();
     let wx = builder(&fake).store(store.clone()).build().unwrap();
-    let base = serve(router(&wx)).await;
+    let base = serve(app(&wx)).await;
     let client = reqwest::Client::new();
     let url = format!("{base}/api/me");
 
@@ -560,7 +525,7 @@ async fn logout_on_one_instance_is_seen_by_the_store() {
         .store(shared.clone())
         .build()
         .unwrap();
-    let base = serve(router(&wx)).await;
+    let base = serve(app(&wx)).await;
     let client = reqwest::Client::new();
     let token = login(&client, &base, &fake, "o-alice").await;
     assert_eq!(shared.len(), 1);
@@ -574,7 +539,7 @@ async fn logout_on_one_instance_is_seen_by_the_store() {
         .store(shared.clone())
         .build()
         .unwrap();
-    let second_base = serve(router(&second)).await;
+    let second_base = serve(app(&second)).await;
     let (status, body) = get_json(&client, &format!("{second_base}/api/me"), Some(&token)).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"], "invalid_token");
@@ -588,7 +553,7 @@ async fn logout_on_one_instance_is_seen_by_the_store() {
 async fn revocation_finds_cached_sessions_after_the_index_is_pruned() {
     let fake = fake_wechat().await;
     let wx = builder(&fake).cache_capacity(300).build().unwrap();
-    let base = serve(router(&wx)).await;
+    let base = serve(app(&wx)).await;
     let client = reqwest::Client::new();
     let url = format!("{base}/api/me");
 
@@ -626,7 +591,7 @@ async fn revoke_user_ends_all_of_that_users_sessions() {
     let fake = fake_wechat().await;
     let store = CountingStore::new();
     let wx = builder(&fake).store(store.clone()).build().unwrap();
-    let base = serve(router(&wx)).await;
+    let base = serve(app(&wx)).await;
     let client = reqwest::Client::new();
     let url = format!("{base}/api/me");
 
@@ -674,7 +639,7 @@ async fn expired_record_in_store_is_session_expired() {
         .session_ttl(Duration::from_millis(500))
         .build()
         .unwrap();
-    let issuer_base = serve(router(&issuer)).await;
+    let issuer_base = serve(app(&issuer)).await;
     let client = reqwest::Client::new();
     let token = login(&client, &issuer_base, &fake, "o-alice").await;
     let deadline = now_ms() + 500;
@@ -684,7 +649,7 @@ async fn expired_record_in_store_is_session_expired() {
         .store(shared.clone())
         .build()
         .unwrap();
-    let base = serve(router(&reader)).await;
+    let base = serve(app(&reader)).await;
     while now_ms() < deadline + 200 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

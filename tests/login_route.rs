@@ -7,8 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
@@ -16,61 +15,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 use wxlogin::mock::{FakeReply, FakeWeChat};
-use wxlogin::{LoginService, WxLogin, WxLoginBuilder, WxUser};
+use wxlogin::{LoginService, WxLoginBuilder};
 
-use common::{fake_wechat, serve, APP_ID, APP_SECRET};
+use common::{app, assert_rejection, builder, fake_wechat, keys, serve, Reply};
 
 /// The login body limit of the contract (the builder's default).
 const BODY_LIMIT: usize = 16 * 1024;
-
-/// A response as the client saw it.
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    text: String,
-}
-
-impl Reply {
-    async fn of(res: reqwest::Response) -> Reply {
-        Reply {
-            status: res.status().as_u16(),
-            headers: res.headers().clone(),
-            text: res.text().await.unwrap(),
-        }
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.text))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-}
-
-fn keys(body: &Value) -> Vec<&str> {
-    let mut keys: Vec<&str> = body
-        .as_object()
-        .unwrap_or_else(|| panic!("not a JSON object: {body}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    keys
-}
-
-/// Asserts an error in the default wire format; returns the body.
-fn assert_rejection(reply: &Reply, status: u16, code: &str, relogin: bool) -> Value {
-    assert_eq!(reply.status, status, "body: {}", reply.text);
-    let body = reply.json();
-    assert_eq!(keys(&body), ["error", "message", "relogin"], "{body}");
-    assert_eq!(body["error"], code, "{body}");
-    assert_eq!(body["relogin"], relogin, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
-    assert_eq!(reply.header("retry-after").is_some(), status == 429);
-    body
-}
 
 /// Asserts a successful login body; returns it.
 fn assert_logged_in(reply: &Reply, openid: &str, unionid: Option<&str>) -> Value {
@@ -87,25 +37,6 @@ fn assert_logged_in(reply: &Reply, openid: &str, unionid: Option<&str>) -> Value
     assert!(!token.is_empty() && token.len() < 100, "{token}");
     assert!(body["expires_in"].as_u64().is_some_and(|s| s > 0), "{body}");
     body
-}
-
-fn builder(fake: &FakeWeChat) -> WxLoginBuilder<()> {
-    WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
-}
-
-fn app(wx: &WxLogin) -> Router {
-    Router::new()
-        .route(
-            "/api/me",
-            get(|user: WxUser| async move {
-                Json(json!({"openid": user.openid(), "unionid": user.unionid()}))
-            }),
-        )
-        .layer(wx.layer())
-        .route_service("/wx/login", wx.login_service())
 }
 
 /// A fake WeChat and an app on loopback, built from `configure(builder)`.

@@ -5,21 +5,11 @@
 mod common;
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use axum::routing::get;
-use axum::{Json, Router};
-use common::{fake_wechat, get_json, login, serve, APP_ID, APP_SECRET};
-use serde_json::{json, Value};
+use common::{app, builder, fake_wechat, get_json, login, now_ms, serve, wait_for, APP_ID};
 use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreId};
-use wxlogin::{Secret, WxLogin, WxUser};
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use wxlogin::Secret;
 
 fn id(n: u64) -> StoreId {
     let mut bytes = [0u8; 16];
@@ -43,16 +33,14 @@ fn record(openid: &str, expires_at_ms: u64) -> SessionRecord {
 
 /// Polls `len()` (which does not sweep) until it is 0 or the deadline passes.
 async fn wait_empty(store: &MemoryStore, within: Duration) -> Duration {
-    let started = Instant::now();
-    while !store.is_empty() {
-        assert!(
-            started.elapsed() < within,
-            "{} sessions still held after {within:?}",
-            store.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    started.elapsed()
+    wait_for(within, || async {
+        match store.len() {
+            0 => Ok(()),
+            n => Err(format!("{n} sessions still held")),
+        }
+    })
+    .await
+    .1
 }
 
 #[tokio::test]
@@ -89,15 +77,13 @@ async fn background_sweep_on_a_multi_thread_runtime() {
         .await
         .unwrap();
     assert_eq!(store.len(), 501);
-    let started = Instant::now();
-    while store.len() > 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{} left",
-            store.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(Duration::from_secs(5), || async {
+        match store.len() {
+            n if n > 1 => Err(format!("{n} left")),
+            _ => Ok(()),
+        }
+    })
+    .await;
     assert_eq!(store.len(), 1);
     assert!(store.load(id(10_000)).await.unwrap().is_some());
 }
@@ -106,24 +92,12 @@ async fn background_sweep_on_a_multi_thread_runtime() {
 async fn logins_with_short_sessions_are_swept() {
     let fake = fake_wechat().await;
     let store = MemoryStore::with_sweep_interval(Duration::from_millis(100));
-    let wx = WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
+    let wx = builder(&fake)
         .store(store.clone())
         .session_ttl(Duration::from_millis(300))
         .build()
         .unwrap();
-    async fn me(user: WxUser) -> Json<Value> {
-        Json(json!({ "openid": user.openid() }))
-    }
-    let base = serve(
-        Router::new()
-            .route("/api/me", get(me))
-            .layer(wx.layer())
-            .route_service("/wx/login", wx.login_service()),
-    )
-    .await;
+    let base = serve(app(&wx)).await;
     let client = reqwest::Client::new();
     let mut tokens = Vec::new();
     for n in 0..30 {

@@ -4,14 +4,12 @@ mod common;
 
 use std::collections::HashMap;
 
-use axum::routing::get;
-use axum::Router;
 use common::*;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::MetricKind;
 use wxlogin::mock::FakeWeChat;
 use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreError, StoreFuture, StoreId};
-use wxlogin::{WxLogin, WxUser};
+use wxlogin::WxLogin;
 
 /// (name, sorted labels) → value, for counters; histograms → sample count.
 fn read(snapshotter: &metrics_util::debugging::Snapshotter) -> HashMap<(String, Vec<String>), u64> {
@@ -40,50 +38,23 @@ fn read(snapshotter: &metrics_util::debugging::Snapshotter) -> HashMap<(String, 
 #[derive(Clone, Default)]
 struct FailingLoads(MemoryStore);
 
-impl SessionStore for FailingLoads {
-    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
-        self.0.create(id, record)
+impl Forwarding for FailingLoads {
+    fn inner(&self) -> &dyn SessionStore {
+        &self.0
     }
     fn load(&self, _id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
         Box::pin(async { Err(StoreError::new("connection refused (test)")) })
-    }
-    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
-        self.0.delete(id)
-    }
-    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
-        self.0.touch(id, idle_expires_at_ms)
-    }
-    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
-        self.0.delete_user(openid)
-    }
-    fn is_shared(&self) -> bool {
-        false
     }
 }
 
 const KEY: &str = "metrics-test-token-key-0123456789";
 
 fn instance(fake: &FakeWeChat, store: impl SessionStore) -> WxLogin {
-    WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
-        .token_key(KEY)
-        .store(store)
-        .build()
-        .unwrap()
+    builder(fake).token_key(KEY).store(store).build().unwrap()
 }
 
-async fn app(wx: &WxLogin) -> String {
-    let app = Router::new()
-        .route(
-            "/api/me",
-            get(|u: WxUser| async move { u.openid().to_owned() }),
-        )
-        .layer(wx.layer())
-        .route_service("/wx/login", wx.login_service())
-        .route_service("/wx/logout", wx.logout_service());
-    serve(app).await
+async fn start(wx: &WxLogin) -> String {
+    serve(common::app(wx)).await
 }
 
 #[tokio::test]
@@ -100,8 +71,8 @@ async fn counters_follow_logins_cache_and_rejections() {
     let shared = MemoryStore::new();
     let a = instance(&fake, shared.clone());
     let b = instance(&fake, shared.clone());
-    let c = instance(&fake, FailingLoads::default());
-    let (base, base_b, base_c) = (app(&a).await, app(&b).await, app(&c).await);
+    let c = instance(&fake, Forward(FailingLoads::default()));
+    let (base, base_b, base_c) = (start(&a).await, start(&b).await, start(&c).await);
     let client = reqwest::Client::new();
 
     let token = login(&client, &base, &fake, "o-metrics").await;

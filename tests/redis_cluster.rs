@@ -9,10 +9,10 @@ mod redis_harness;
 
 use std::time::Duration;
 
-use common::{fake_wechat, get_json, login};
+use common::{builder, fake_wechat, get_json, login};
 use redis_harness::{
-    builder, index_members, logout, unique_prefix, wait_for_status, wait_numsub, Instance,
-    RedisCli, RedisCluster,
+    index_members, logout, unique_prefix, wait_for_status, wait_numsub, Instance, RedisCli,
+    RedisCluster, TOKEN_KEY,
 };
 use wxlogin::store::RedisStore;
 
@@ -32,6 +32,7 @@ async fn login_me_and_logout_across_instances_on_a_cluster() {
             .expect("connect to the cluster")
             .with_prefix(&prefix);
         let wx = builder(&fake)
+            .token_key(TOKEN_KEY)
             .store(store)
             .cache_ttl(Duration::from_secs(60))
             .build()
@@ -122,6 +123,7 @@ async fn the_subscriber_moves_when_its_node_dies() {
     let probe = store.clone();
     let a = Instance::serve(
         builder(&fake)
+            .token_key(TOKEN_KEY)
             .store(store)
             .cache_ttl(Duration::from_secs(60))
             .build()

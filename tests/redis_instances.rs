@@ -16,10 +16,10 @@ mod redis_harness;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{fake_wechat, get_json, login, CountingStore};
+use common::{builder, fake_wechat, get_json, login, CountingStore, Forward};
 use redis_harness::{
-    builder, index_members, logout, some_redis, unique_prefix, wait_for_status, wait_numsub, Deaf,
-    Instance, RedisCli, RedisServer,
+    index_members, logout, some_redis, unique_prefix, wait_for_status, wait_numsub, Deaf, Instance,
+    RedisCli, RedisServer, TOKEN_KEY,
 };
 use wxlogin::mock::FakeWeChat;
 use wxlogin::store::RedisStore;
@@ -42,9 +42,13 @@ async fn instance(
     fake: &FakeWeChat,
     tune: impl FnOnce(WxLoginBuilder<()>) -> WxLoginBuilder<()>,
 ) -> Instance {
-    let wx = tune(builder(fake).store(store(url, prefix).await))
-        .build()
-        .unwrap();
+    let wx = tune(
+        builder(fake)
+            .token_key(TOKEN_KEY)
+            .store(store(url, prefix).await),
+    )
+    .build()
+    .unwrap();
     Instance::serve(wx).await
 }
 
@@ -169,8 +173,13 @@ async fn without_messages_the_cache_ttl_is_the_backstop() {
     let a = instance(&redis.url(), &prefix, &fake, |b| b).await;
     let mut deaf = Vec::new();
     for ttl in [ONE_SECOND, LONG_CACHE] {
-        let store = Deaf(store(&redis.url(), &prefix).await);
-        let wx = builder(&fake).store(store).cache_ttl(ttl).build().unwrap();
+        let store = Forward(Deaf(store(&redis.url(), &prefix).await));
+        let wx = builder(&fake)
+            .token_key(TOKEN_KEY)
+            .store(store)
+            .cache_ttl(ttl)
+            .build()
+            .unwrap();
         deaf.push(Instance::serve(wx).await);
     }
     let (short, long) = (&deaf[0], &deaf[1]);
@@ -281,6 +290,7 @@ async fn idle_timeout_extends_on_use_with_few_writes() {
     let touches = counting.touches.clone();
     let inst = Instance::serve(
         builder(&fake)
+            .token_key(TOKEN_KEY)
             .store(counting)
             .idle_timeout(Duration::from_secs(2))
             .build()

@@ -20,10 +20,10 @@ mod redis_harness;
 
 use std::time::{Duration, Instant};
 
-use common::{fake_wechat, get_json, login};
+use common::{builder, fake_wechat, get_json, login, wait_for};
 use proxy::Proxy;
 use redis_harness::{
-    builder, logout, unique_prefix, wait_for_status, wait_numsub, Instance, RedisCli, RedisServer,
+    logout, unique_prefix, wait_for_status, wait_numsub, Instance, RedisCli, RedisServer, TOKEN_KEY,
 };
 use serde_json::Value;
 use wxlogin::mock::FakeWeChat;
@@ -38,6 +38,7 @@ async fn instance(url: &str, prefix: &str, fake: &FakeWeChat, cache_ttl: Duratio
         .with_prefix(prefix);
     Instance::serve(
         builder(fake)
+            .token_key(TOKEN_KEY)
             .store(store)
             .store_timeout(STORE_TIMEOUT)
             .cache_ttl(cache_ttl)
@@ -275,14 +276,15 @@ async fn a_session_revoked_while_the_subscription_was_down_is_dropped_when_it_is
 
 /// Waits until `channel` has at most `n` subscribers.
 async fn wait_until_numsub(redis: &RedisServer, channel: &str, n: i64) {
-    let started = Instant::now();
-    while redis.numsub(channel) > n {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "subscribers stay"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(Duration::from_secs(5), || async {
+        match redis.numsub(channel) {
+            have if have <= n => Ok(()),
+            have => Err(format!(
+                "{channel}: {have} subscribers stay, wanted at most {n}"
+            )),
+        }
+    })
+    .await;
 }
 
 /// A's subscription connection stays open but nothing comes through it any

@@ -24,10 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{fake_wechat, get_json, login};
+use common::{builder, fake_wechat, get_json, login};
 use proxy::Proxy;
 use redis_harness::{
-    builder, some_redis, unique_prefix, wait_numsub, Instance, RedisCli, RedisServer,
+    all_refused_by, live, some_redis, try_login, unique_prefix, wait_numsub, Instance, RedisCli,
+    RedisServer, TOKEN_KEY,
 };
 use wxlogin::mock::FakeWeChat;
 use wxlogin::store::RedisStore;
@@ -51,6 +52,7 @@ async fn instance(
 ) -> Instance {
     let wx = tune(
         builder(fake)
+            .token_key(TOKEN_KEY)
             .store(store(url, prefix).await)
             .cache_ttl(LONG_CACHE)
             .login_rate(0),
@@ -58,76 +60,6 @@ async fn instance(
     .build()
     .unwrap();
     Instance::serve(wx).await
-}
-
-/// POSTs a login; the token on 200, else None.
-async fn try_login(
-    client: &reqwest::Client,
-    base: &str,
-    fake: &FakeWeChat,
-    openid: &str,
-) -> Option<String> {
-    let res = client
-        .post(format!("{base}/wx/login"))
-        .body(format!(r#"{{"code":"{}"}}"#, fake.mint_code(openid)))
-        .send()
-        .await
-        .ok()?;
-    if res.status() != 200 {
-        return None;
-    }
-    let body: serde_json::Value = res.json().await.ok()?;
-    body["token"].as_str().map(str::to_owned)
-}
-
-/// Polls until every token gets 401 `invalid_token` from every instance,
-/// or panics once `deadline` has passed, counting the survivors.
-async fn all_refused_by(
-    client: &reqwest::Client,
-    instances: &[&Instance],
-    tokens: &[String],
-    deadline: Instant,
-    what: &str,
-) {
-    let mut left: Vec<(usize, &String)> = (0..instances.len())
-        .flat_map(|i| tokens.iter().map(move |t| (i, t)))
-        .collect();
-    loop {
-        let mut still = Vec::new();
-        for (i, t) in left {
-            let (status, body) = get_json(client, &instances[i].me(), Some(t)).await;
-            if status == 401 {
-                assert_eq!(body["error"], "invalid_token", "{what}: {body}");
-            } else {
-                still.push((i, t));
-            }
-        }
-        if still.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {} of {} token checks still accepted",
-            still.len(),
-            tokens.len() * instances.len()
-        );
-        left = still;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Indexes of the tokens some instance accepts.
-async fn live(client: &reqwest::Client, instances: &[&Instance], tokens: &[String]) -> Vec<usize> {
-    let mut out = Vec::new();
-    for (n, t) in tokens.iter().enumerate() {
-        for inst in instances {
-            if get_json(client, &inst.me(), Some(t)).await.0 == 200 {
-                out.push(n);
-                break;
-            }
-        }
-    }
-    out
 }
 
 /// Session keys under `prefix` (a fresh prefix holds only this test's).
@@ -399,6 +331,7 @@ async fn revoke_user_pipelines_its_deletes() {
     let before = proxy.round_trips();
     let capped = Instance::serve(
         builder(&fake)
+            .token_key(TOKEN_KEY)
             .store(store(&proxy.url(), &prefix).await)
             .max_sessions_per_user(20)
             .login_rate(0)

@@ -21,86 +21,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{fake_wechat, get_json, login};
-use redis_harness::{builder, Instance};
+use common::{builder, fake_wechat, get_json, login, Forward, Forwarding};
+use redis_harness::{all_refused_by, live, try_login, Instance, TOKEN_KEY};
 use tokio::sync::Notify;
-use wxlogin::mock::FakeWeChat;
 use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreError, StoreFuture, StoreId};
 
 const ONE_SECOND: Duration = Duration::from_secs(1);
 const LONG_CACHE: Duration = Duration::from_secs(60);
-
-/// POSTs a login; the token on 200, else None.
-async fn try_login(
-    client: &reqwest::Client,
-    base: &str,
-    fake: &FakeWeChat,
-    openid: &str,
-) -> Option<String> {
-    let res = client
-        .post(format!("{base}/wx/login"))
-        .body(format!(r#"{{"code":"{}"}}"#, fake.mint_code(openid)))
-        .send()
-        .await
-        .ok()?;
-    if res.status() != 200 {
-        return None;
-    }
-    let body: serde_json::Value = res.json().await.ok()?;
-    body["token"].as_str().map(str::to_owned)
-}
-
-/// Polls until every token in `tokens` gets 401 from every instance, or
-/// panics once `deadline` has passed, naming the survivors.
-async fn all_refused_by(
-    client: &reqwest::Client,
-    instances: &[&Instance],
-    tokens: &[String],
-    deadline: Instant,
-    what: &str,
-) {
-    let mut left: Vec<(usize, &String)> = instances
-        .iter()
-        .enumerate()
-        .flat_map(|(i, _)| tokens.iter().map(move |t| (i, t)))
-        .collect();
-    loop {
-        let mut still = Vec::new();
-        for (i, t) in left {
-            let (status, body) = get_json(client, &instances[i].me(), Some(t)).await;
-            if status != 401 {
-                still.push((i, t));
-            } else {
-                assert_eq!(body["error"], "invalid_token", "{what}: {body}");
-            }
-        }
-        if still.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {} of {} token checks still accepted",
-            still.len(),
-            tokens.len() * instances.len()
-        );
-        left = still;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The tokens of `tokens` that some instance still accepts.
-async fn live(client: &reqwest::Client, instances: &[&Instance], tokens: &[String]) -> Vec<usize> {
-    let mut out = Vec::new();
-    for (n, t) in tokens.iter().enumerate() {
-        for inst in instances {
-            if get_json(client, &inst.me(), Some(t)).await.0 == 200 {
-                out.push(n);
-                break;
-            }
-        }
-    }
-    out
-}
 
 /// `revoke_user` while logins of the same user keep landing: after each
 /// revoke returns, every token minted before it began is refused; a second
@@ -110,6 +37,7 @@ async fn revoke_user_racing_logins_on_the_memory_store() {
     let fake = fake_wechat().await;
     let inst = Instance::serve(
         builder(&fake)
+            .token_key(TOKEN_KEY)
             .cache_ttl(LONG_CACHE)
             .login_rate(0)
             .build()
@@ -181,6 +109,7 @@ async fn single_session_concurrent_logins_leave_one_on_the_memory_store() {
     let fake = fake_wechat().await;
     let inst = Instance::serve(
         builder(&fake)
+            .token_key(TOKEN_KEY)
             .single_session(true)
             .cache_ttl(LONG_CACHE)
             .login_rate(0)
@@ -223,6 +152,7 @@ async fn sessions_per_user_are_capped_oldest_first_on_the_memory_store() {
     let store = MemoryStore::new();
     let inst = Instance::serve(
         builder(&fake)
+            .token_key(TOKEN_KEY)
             .store(store.clone())
             .cache_ttl(LONG_CACHE)
             .login_rate(0)
@@ -242,6 +172,7 @@ async fn sessions_per_user_are_capped_oldest_first_on_the_memory_store() {
     // A cap of its own.
     let three = Instance::serve(
         builder(&fake)
+            .token_key(TOKEN_KEY)
             .max_sessions_per_user(3)
             .login_rate(0)
             .build()
@@ -255,8 +186,8 @@ async fn sessions_per_user_are_capped_oldest_first_on_the_memory_store() {
     assert_eq!(live(&client, &[&three], &tokens).await, vec![2, 3, 4]);
 }
 
-/// A memory store whose `create` stops after storing the session until the
-/// test lets it go: the test revokes the user in that gap.
+/// A memory store whose login write (`create_capped`) stops after storing
+/// the session until the test lets it go: the test revokes the user in that gap.
 #[derive(Clone)]
 struct Gated {
     inner: MemoryStore,
@@ -265,31 +196,24 @@ struct Gated {
     go: Arc<Notify>,
 }
 
-impl SessionStore for Gated {
-    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
+impl Forwarding for Gated {
+    fn inner(&self) -> &dyn SessionStore {
+        &self.inner
+    }
+    fn create_capped(
+        &self,
+        id: StoreId,
+        record: SessionRecord,
+        max_per_user: usize,
+    ) -> StoreFuture<'_, Vec<StoreId>> {
         Box::pin(async move {
-            self.inner.create(id, record).await?;
+            let ended = self.inner.create_capped(id, record, max_per_user).await?;
             if self.armed.swap(false, Ordering::SeqCst) {
                 self.created.notify_one();
                 self.go.notified().await;
             }
-            Ok(())
+            Ok(ended)
         })
-    }
-    fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
-        self.inner.load(id)
-    }
-    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
-        self.inner.delete(id)
-    }
-    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
-        self.inner.touch(id, idle_expires_at_ms)
-    }
-    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
-        self.inner.delete_user(openid)
-    }
-    fn is_shared(&self) -> bool {
-        false
     }
 }
 
@@ -306,7 +230,8 @@ async fn a_login_racing_the_revocation_of_its_own_session_does_not_cache_it() {
     };
     let inst = Instance::serve(
         builder(&fake)
-            .store(store.clone())
+            .token_key(TOKEN_KEY)
+            .store(Forward(store.clone()))
             .cache_ttl(LONG_CACHE)
             .build()
             .unwrap(),
@@ -335,18 +260,9 @@ struct SlowAnswer {
     delay: Duration,
 }
 
-impl SessionStore for SlowAnswer {
-    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
-        self.inner.create(id, record)
-    }
-    fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
-        self.inner.load(id)
-    }
-    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
-        self.inner.delete(id)
-    }
-    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
-        self.inner.touch(id, idle_expires_at_ms)
+impl Forwarding for SlowAnswer {
+    fn inner(&self) -> &dyn SessionStore {
+        &self.inner
     }
     fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         let openid = openid.to_owned();
@@ -355,9 +271,6 @@ impl SessionStore for SlowAnswer {
             tokio::time::sleep(self.delay).await;
             Ok(ids)
         })
-    }
-    fn is_shared(&self) -> bool {
-        false
     }
 }
 
@@ -372,7 +285,8 @@ async fn a_revoke_cut_by_the_timeout_still_invalidates_the_local_cache() {
     };
     let inst = Instance::serve(
         builder(&fake)
-            .store(store.clone())
+            .token_key(TOKEN_KEY)
+            .store(Forward(store.clone()))
             .store_timeout(Duration::from_millis(200))
             .cache_ttl(LONG_CACHE)
             .build()
@@ -412,15 +326,9 @@ struct FailFirstTouch {
     touches: Arc<AtomicUsize>,
 }
 
-impl SessionStore for FailFirstTouch {
-    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
-        self.inner.create(id, record)
-    }
-    fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
-        self.inner.load(id)
-    }
-    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
-        self.inner.delete(id)
+impl Forwarding for FailFirstTouch {
+    fn inner(&self) -> &dyn SessionStore {
+        &self.inner
     }
     fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
         self.touches.fetch_add(1, Ordering::SeqCst);
@@ -430,12 +338,6 @@ impl SessionStore for FailFirstTouch {
             ))));
         }
         self.inner.touch(id, idle_expires_at_ms)
-    }
-    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
-        self.inner.delete_user(openid)
-    }
-    fn is_shared(&self) -> bool {
-        false
     }
 }
 
@@ -457,7 +359,8 @@ async fn a_failed_idle_extension_is_retried_and_keeps_the_user_logged_in() {
     let idle = Duration::from_secs(4);
     let a = Instance::serve(
         builder(&fake)
-            .store(store.clone())
+            .token_key(TOKEN_KEY)
+            .store(Forward(store.clone()))
             .idle_timeout(idle)
             .cache_ttl(LONG_CACHE)
             .build()
@@ -466,6 +369,7 @@ async fn a_failed_idle_extension_is_retried_and_keeps_the_user_logged_in() {
     .await;
     let b = Instance::serve(
         builder(&fake)
+            .token_key(TOKEN_KEY)
             .store(shared.clone())
             .idle_timeout(idle)
             .build()
@@ -504,9 +408,9 @@ struct FailingLoads {
     mode: Arc<AtomicUsize>,
 }
 
-impl SessionStore for FailingLoads {
-    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
-        self.inner.create(id, record)
+impl Forwarding for FailingLoads {
+    fn inner(&self) -> &dyn SessionStore {
+        &self.inner
     }
     fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
         match self.mode.load(Ordering::SeqCst) {
@@ -516,18 +420,6 @@ impl SessionStore for FailingLoads {
             2 => Box::pin(std::future::ready(Err(StoreError::new("db down")))),
             _ => self.inner.load(id),
         }
-    }
-    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
-        self.inner.delete(id)
-    }
-    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
-        self.inner.touch(id, idle_expires_at_ms)
-    }
-    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
-        self.inner.delete_user(openid)
-    }
-    fn is_shared(&self) -> bool {
-        false
     }
 }
 
@@ -541,9 +433,23 @@ async fn a_custom_stores_bad_record_is_invalid_token() {
         inner: MemoryStore::new(),
         mode: Arc::new(AtomicUsize::new(0)),
     };
-    let login_side = Instance::serve(builder(&fake).store(store.clone()).build().unwrap()).await;
+    let login_side = Instance::serve(
+        builder(&fake)
+            .token_key(TOKEN_KEY)
+            .store(Forward(store.clone()))
+            .build()
+            .unwrap(),
+    )
+    .await;
     // A second instance on the same store, so that every request loads.
-    let reader = Instance::serve(builder(&fake).store(store.clone()).build().unwrap()).await;
+    let reader = Instance::serve(
+        builder(&fake)
+            .token_key(TOKEN_KEY)
+            .store(Forward(store.clone()))
+            .build()
+            .unwrap(),
+    )
+    .await;
     let client = reqwest::Client::new();
     let token = login(&client, &login_side.base, &fake, "o-bad").await;
     store.mode.store(1, Ordering::SeqCst);

@@ -35,8 +35,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{fake_wechat, get_json, login};
-use redis_harness::{builder, logout, unique_prefix, wait_for_status, Instance, RedisServer};
+use common::{builder, fake_wechat, get_json, login};
+use redis_harness::{logout, unique_prefix, wait_for_status, Instance, RedisServer, TOKEN_KEY};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -274,6 +274,7 @@ async fn instance(url: &str, fake: &FakeWeChat) -> Instance {
         .with_prefix(&unique_prefix("faults"));
     Instance::serve(
         builder(fake)
+            .token_key(TOKEN_KEY)
             .store(store)
             .store_timeout(STORE_TIMEOUT)
             // Short, so most requests ask Redis during the fault.

@@ -9,18 +9,16 @@ mod common;
 #[path = "common/redis.rs"]
 mod redis_harness;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
-use redis_harness::{index_members, some_redis, unique_prefix, RedisCli, RedisCluster};
-use wxlogin::store::{MemoryStore, RedisStore, SessionRecord, SessionStore, StoreId};
+use common::{now_ms, Forward, Passthrough};
+
+use redis_harness::{
+    index_members, some_redis, unique_prefix, wait_numsub, RedisCli, RedisCluster,
+};
+use wxlogin::store::{Invalidation, MemoryStore, RedisStore, SessionRecord, SessionStore, StoreId};
 use wxlogin::Secret;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 fn new_id() -> StoreId {
     let a = redis_harness::random_u64().to_be_bytes();
@@ -602,6 +600,20 @@ async fn memory_store() {
     .await;
 }
 
+/// The memory store behind `common::Forward`, which test stores build on:
+/// a wrapper that overrides nothing passes the whole suite, so it forwards
+/// every method (the provided ones included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_through_forward() {
+    run_suite(|| Subject {
+        store: Box::new(Forward(Passthrough(MemoryStore::with_sweep_interval(
+            Duration::from_millis(50),
+        )))),
+        redis: None,
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_single() {
     let redis = tokio::task::spawn_blocking(some_redis).await.unwrap();
@@ -630,6 +642,67 @@ async fn redis_store_single() {
         }
     })
     .await;
+}
+
+/// The Redis store behind `common::Forward` (see [`memory_store_through_forward`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_through_forward() {
+    let redis = tokio::task::spawn_blocking(some_redis).await.unwrap();
+    let base = RedisStore::connect(&redis.url())
+        .await
+        .expect("connect to Redis");
+    let keys = |pattern: &str| -> Vec<String> {
+        let mut k: Vec<String> = redis
+            .cli(&["KEYS", pattern])
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        k.sort();
+        k
+    };
+    run_suite(|| {
+        let store = base.clone().with_prefix(&unique_prefix("suite-fwd"));
+        Subject {
+            store: Box::new(Forward(Passthrough(store.clone()))),
+            redis: Some(RedisSide {
+                store,
+                cli: &redis,
+                keys: &keys,
+            }),
+        }
+    })
+    .await;
+
+    // What the cases do not reach: sharing, the shared access-token cache
+    // and the invalidation subscription.
+    let store = base.clone().with_prefix(&unique_prefix("suite-fwd"));
+    let forwarded = Forward(Passthrough(store.clone()));
+    assert!(forwarded.is_shared());
+    assert!(forwarded.access_token_cache().is_some());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    forwarded.watch_invalidations(Arc::new(move |msg| tx.send(msg).is_ok()));
+    wait_numsub(&redis, &store.channel(), 1, Duration::from_secs(5)).await;
+    let id = new_id();
+    store
+        .create(id, record("o-fwd", 60_000, None))
+        .await
+        .unwrap();
+    assert!(store.delete(id).await.unwrap());
+    let heard = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(msg) = rx.recv().await {
+            if msg == Invalidation::Sessions(vec![id]) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        heard,
+        Ok(true),
+        "the forwarded subscription heard the delete"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,15 +6,12 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use axum::routing::get;
-use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreFuture, StoreId};
-use wxlogin::{WxLogin, WxUser};
 
-use common::{fake_wechat, get_json, login, serve, APP_ID, APP_SECRET};
+use common::{builder, fake_wechat, get_json, login, serve, Forward, Forwarding};
 
 /// A memory store that also keeps a copy of everything written to it: the
 /// attacker's dump.
@@ -24,53 +21,40 @@ struct DumpedStore {
     dump: Arc<Mutex<Vec<(StoreId, SessionRecord)>>>,
 }
 
-impl SessionStore for DumpedStore {
+impl Forwarding for DumpedStore {
+    fn inner(&self) -> &dyn SessionStore {
+        &self.inner
+    }
     fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
         self.dump.lock().unwrap().push((id, record.clone()));
         self.inner.create(id, record)
     }
-    fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
-        self.inner.load(id)
-    }
-    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
-        self.inner.delete(id)
-    }
-    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
-        self.inner.touch(id, idle_expires_at_ms)
-    }
-    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
-        self.inner.delete_user(openid)
-    }
-    fn is_shared(&self) -> bool {
-        self.inner.is_shared()
+    fn create_capped(
+        &self,
+        id: StoreId,
+        record: SessionRecord,
+        max_per_user: usize,
+    ) -> StoreFuture<'_, Vec<StoreId>> {
+        self.dump.lock().unwrap().push((id, record.clone()));
+        self.inner.create_capped(id, record, max_per_user)
     }
 }
 
-async fn app() -> (wxlogin::mock::FakeWeChat, DumpedStore, String) {
+async fn setup() -> (wxlogin::mock::FakeWeChat, DumpedStore, String) {
     let fake = fake_wechat().await;
     let store = DumpedStore::default();
-    let wx = WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
+    let wx = builder(&fake)
         .token_key("threat-model-token-key-0123456789")
-        .store(store.clone())
+        .store(Forward(store.clone()))
         .build()
         .unwrap();
-    let router = Router::new()
-        .route(
-            "/api/me",
-            get(|user: WxUser| async move { Json(json!({ "openid": user.openid() })) }),
-        )
-        .layer(wx.layer())
-        .route_service("/wx/login", wx.login_service());
-    let base = serve(router).await;
+    let base = serve(common::app(&wx)).await;
     (fake, store, base)
 }
 
 #[tokio::test]
 async fn a_leaked_store_gives_no_working_token() {
-    let (fake, store, base) = app().await;
+    let (fake, store, base) = setup().await;
     let client = reqwest::Client::new();
     let me = format!("{base}/api/me");
     let victim = login(&client, &base, &fake, "o-victim").await;
@@ -139,7 +123,7 @@ async fn login_mints_a_fresh_token_whatever_token_the_request_carries() {
     // Session fixation needs the server to adopt a session id the attacker
     // chose. Here there is no anonymous session to plant, and login never
     // reads a token: it always mints a new random one.
-    let (fake, store, base) = app().await;
+    let (fake, store, base) = setup().await;
     let client = reqwest::Client::new();
     let me = format!("{base}/api/me");
     let attacker = login(&client, &base, &fake, "o-attacker").await;

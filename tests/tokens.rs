@@ -4,38 +4,15 @@
 
 mod common;
 
-use axum::routing::get;
-use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use common::{fake_wechat, get_json, login, serve, CountingStore, APP_ID, APP_SECRET};
+use common::{app, builder, fake_wechat, get_json, login, serve, CountingStore};
 use reqwest::header::{HeaderValue, AUTHORIZATION};
-use serde_json::{json, Value};
-use wxlogin::mock::FakeWeChat;
+use serde_json::Value;
 use wxlogin::store::MemoryStore;
-use wxlogin::{WxLogin, WxLoginBuilder, WxUser};
 
 const KEY_A: &str = "token-key-A-0123456789abcdef0123";
 const KEY_B: &str = "token-key-B-fedcba9876543210fedc";
-
-async fn me(user: WxUser) -> Json<Value> {
-    Json(json!({ "openid": user.openid() }))
-}
-
-fn router(wx: &WxLogin) -> Router {
-    Router::new()
-        .route("/api/me", get(me))
-        .layer(wx.layer())
-        .route_service("/wx/login", wx.login_service())
-        .route_service("/wx/logout", wx.logout_service())
-}
-
-fn builder(fake: &FakeWeChat) -> WxLoginBuilder<()> {
-    WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
-}
 
 /// Sends GET /api/me with exactly this Authorization value (raw bytes allowed).
 async fn get_with_auth(
@@ -77,7 +54,7 @@ fn change_char(token: &str, i: usize) -> String {
 async fn issued_tokens_are_short_url_safe_ascii() {
     let fake = fake_wechat().await;
     let wx = builder(&fake).build().unwrap();
-    let base = serve(router(&wx)).await;
+    let base = serve(app(&wx)).await;
     let client = reqwest::Client::new();
     for openid in ["o-alice", "o-bob", "o-carol"] {
         let token = login(&client, &base, &fake, openid).await;
@@ -103,7 +80,7 @@ async fn bad_tokens_are_401_without_any_store_call() {
         .store(store.clone())
         .build()
         .unwrap();
-    let base = serve(router(&wx)).await;
+    let base = serve(app(&wx)).await;
     let client = reqwest::Client::new();
     let token = login(&client, &base, &fake, "o-alice").await;
     assert_eq!(token.len(), 46);
@@ -111,7 +88,7 @@ async fn bad_tokens_are_401_without_any_store_call() {
     // A token from another app with another key, for the same user.
     let other_fake = fake_wechat().await;
     let other = builder(&other_fake).token_key(KEY_B).build().unwrap();
-    let other_base = serve(router(&other)).await;
+    let other_base = serve(app(&other)).await;
     let foreign = login(&client, &other_base, &other_fake, "o-alice").await;
     let (status, _) = get_json(&client, &format!("{other_base}/api/me"), Some(&foreign)).await;
     assert_eq!(status, 200, "the foreign token works on its own app");
@@ -231,7 +208,7 @@ async fn bad_tokens_are_401_without_any_store_call() {
 async fn bearer_scheme_is_case_insensitive() {
     let fake = fake_wechat().await;
     let wx = builder(&fake).build().unwrap();
-    let base = serve(router(&wx)).await;
+    let base = serve(app(&wx)).await;
     let client = reqwest::Client::new();
     let token = login(&client, &base, &fake, "o-alice").await;
     for scheme in ["Bearer", "bearer", "BEARER"] {
@@ -253,7 +230,7 @@ async fn key_rotation_over_http() {
         .store(store.clone())
         .build()
         .unwrap();
-    let old_base = serve(router(&old)).await;
+    let old_base = serve(app(&old)).await;
     let token_a = login(&client, &old_base, &fake, "o-alice").await;
 
     // The new deployment signs with B and still verifies A.
@@ -263,7 +240,7 @@ async fn key_rotation_over_http() {
         .store(store.clone())
         .build()
         .unwrap();
-    let rotated_base = serve(router(&rotated)).await;
+    let rotated_base = serve(app(&rotated)).await;
     let (status, body) = get_json(&client, &format!("{rotated_base}/api/me"), Some(&token_a)).await;
     assert_eq!(
         status, 200,
@@ -284,7 +261,7 @@ async fn key_rotation_over_http() {
         .store(only_a_store.clone())
         .build()
         .unwrap();
-    let only_a_base = serve(router(&only_a)).await;
+    let only_a_base = serve(app(&only_a)).await;
     let (status, body) = get_json(&client, &format!("{only_a_base}/api/me"), Some(&token_b)).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"], "invalid_token");
@@ -299,7 +276,7 @@ async fn key_rotation_over_http() {
         .store(store.clone())
         .build()
         .unwrap();
-    let only_b_base = serve(router(&only_b)).await;
+    let only_b_base = serve(app(&only_b)).await;
     let (status, body) = get_json(&client, &format!("{only_b_base}/api/me"), Some(&token_a)).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"], "invalid_token");
@@ -316,7 +293,7 @@ async fn custom_token_header() {
         .store(store.clone())
         .build()
         .unwrap();
-    let base = serve(router(&wx)).await;
+    let base = serve(app(&wx)).await;
     let client = reqwest::Client::new();
     let token = login(&client, &base, &fake, "o-alice").await;
     let url = format!("{base}/api/me");

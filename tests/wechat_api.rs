@@ -7,7 +7,7 @@ mod common;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::{fake_wechat, get_json, login, serve, APP_ID, APP_SECRET};
+use common::{app_with, builder, fake_wechat, get_json, login, serve, APP_ID};
 use serde_json::{json, Value};
 use wxlogin::mock::FakeWeChat;
 use wxlogin::{PhoneInfo, WeChatApiError, WxLogin, WxSession};
@@ -60,20 +60,13 @@ struct App {
     client: reqwest::Client,
 }
 
-async fn app() -> App {
+async fn setup() -> App {
     let fake = fake_wechat().await;
-    let wx = WxLogin::builder()
-        .app_id(APP_ID)
-        .app_secret(APP_SECRET)
-        .api_base(fake.base_url())
-        .build()
-        .unwrap();
-    let router = Router::new()
+    let wx = builder(&fake).build().unwrap();
+    let routes = Router::new()
         .route("/api/check", get(check))
-        .route("/api/phone", post(phone))
-        .layer(wx.layer())
-        .route_service("/wx/login", wx.login_service());
-    let base = serve(router).await;
+        .route("/api/phone", post(phone));
+    let base = serve(app_with(&wx, routes)).await;
     App {
         fake,
         wx,
@@ -110,7 +103,7 @@ impl App {
 
 #[tokio::test]
 async fn checksession_is_valid_until_a_new_login_rotates_the_key() {
-    let app = app().await;
+    let app = setup().await;
     let old = login(&app.client, &app.base, &app.fake, "o-alice").await;
     assert_eq!(app.check(&old).await, json!({ "valid": true }));
 
@@ -139,7 +132,7 @@ async fn checksession_is_valid_until_a_new_login_rotates_the_key() {
 
 #[tokio::test]
 async fn checksession_sends_the_hmac_of_the_session_key_text() {
-    let app = app().await;
+    let app = setup().await;
     let _ = login(&app.client, &app.base, &app.fake, "o-carol").await;
     let key = app.fake.session_key("o-carol").unwrap();
     // The fake checks the signature itself; the handle agrees with it.
@@ -175,7 +168,7 @@ async fn checksession_sends_the_hmac_of_the_session_key_text() {
 
 #[tokio::test]
 async fn phone_number_with_country_code_as_string_or_number() {
-    let app = app().await;
+    let app = setup().await;
     let token = login(&app.client, &app.base, &app.fake, "o-dave").await;
 
     let code = app.fake.mint_phone_code("13580006666", "86");
@@ -205,7 +198,7 @@ async fn phone_number_with_country_code_as_string_or_number() {
 
 #[tokio::test]
 async fn phone_code_is_single_use() {
-    let app = app().await;
+    let app = setup().await;
     let token = login(&app.client, &app.base, &app.fake, "o-erin").await;
     let code = app.fake.mint_phone_code("13800138000", "86");
     let (status, _) = app.phone(&token, &code).await;
@@ -227,7 +220,7 @@ async fn phone_code_is_single_use() {
 
 #[tokio::test]
 async fn api_routes_need_a_session_and_never_show_the_access_token() {
-    let app = app().await;
+    let app = setup().await;
     let (status, body) = get_json(&app.client, &format!("{}/api/check", app.base), None).await;
     assert_eq!((status, &body["error"]), (401, &json!("missing_token")));
     assert_eq!(app.fake.stable_token_calls(), 0);

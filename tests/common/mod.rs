@@ -1,110 +1,79 @@
-//! Shared test support: a counting store, a loopback server, a login helper.
+//! Shared test support, included by every test file as `mod common;`:
+//!
+//! - the app under test: [`builder`] (for a fake WeChat), [`app`] (the
+//!   standard routes), [`serve`] on loopback, [`login`];
+//! - what a client sees: [`Reply`], [`get_json`], and the one
+//!   [`assert_rejection`] for the default error wire format;
+//! - time: [`now_ms`] and [`wait_for`] (poll a condition up to a deadline
+//!   instead of sleeping a fixed time);
+//! - stores: [`Forward`], which forwards every `SessionStore` method to an
+//!   inner store so that a test store overrides only what it changes, and
+//!   [`CountingStore`] built on it.
+//!
+//! The Redis harness (`common/redis.rs`) and the TCP proxy
+//! (`common/proxy.rs`) are included by the files that need them.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+mod forward;
+mod reply;
+mod time;
 
-use axum::Router;
+use std::net::SocketAddr;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
 use wxlogin::mock::FakeWeChat;
-use wxlogin::store::{MemoryStore, SessionRecord, SessionStore, StoreFuture, StoreId};
+use wxlogin::{WxLogin, WxLoginBuilder, WxUser};
+
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub use forward::{CountingStore, Counts, Forward, Forwarding, Passthrough};
+#[allow(unused_imports)]
+pub use reply::{assert_rejection, get_json, keys, Reply};
+#[allow(unused_imports)]
+pub use time::{now_ms, wait_for};
 
 pub const APP_ID: &str = "wxtest0000000001";
 pub const APP_SECRET: &str = "test-app-secret-do-not-leak";
 
-/// Counts every store call, then delegates to an inner store.
-#[derive(Clone, Default)]
-pub struct CountingStore<S = MemoryStore> {
-    pub inner: S,
-    pub creates: Arc<AtomicUsize>,
-    pub loads: Arc<AtomicUsize>,
-    pub deletes: Arc<AtomicUsize>,
-    pub touches: Arc<AtomicUsize>,
-    pub delete_users: Arc<AtomicUsize>,
+/// A fake WeChat for APP_ID / APP_SECRET.
+pub async fn fake_wechat() -> FakeWeChat {
+    FakeWeChat::start(APP_ID, APP_SECRET).await.unwrap()
 }
 
-impl CountingStore<MemoryStore> {
-    pub fn new() -> Self {
-        Self::wrap(MemoryStore::new())
-    }
+/// A builder for APP_ID / APP_SECRET talking to `fake`.
+pub fn builder(fake: &FakeWeChat) -> WxLoginBuilder<()> {
+    builder_at(fake.base_url())
 }
 
-impl<S> CountingStore<S> {
-    pub fn wrap(inner: S) -> Self {
-        CountingStore {
-            inner,
-            creates: Arc::default(),
-            loads: Arc::default(),
-            deletes: Arc::default(),
-            touches: Arc::default(),
-            delete_users: Arc::default(),
-        }
-    }
-
-    pub fn loads(&self) -> usize {
-        self.loads.load(Ordering::SeqCst)
-    }
-
-    pub fn total(&self) -> usize {
-        self.creates.load(Ordering::SeqCst)
-            + self.loads.load(Ordering::SeqCst)
-            + self.deletes.load(Ordering::SeqCst)
-            + self.touches.load(Ordering::SeqCst)
-            + self.delete_users.load(Ordering::SeqCst)
-    }
+/// A builder for APP_ID / APP_SECRET talking to the WeChat at `api_base`
+/// (a hostile server of a test's own).
+pub fn builder_at(api_base: impl Into<String>) -> WxLoginBuilder<()> {
+    WxLogin::builder()
+        .app_id(APP_ID)
+        .app_secret(APP_SECRET)
+        .api_base(api_base)
 }
 
-impl<S: SessionStore> SessionStore for CountingStore<S> {
-    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
-        self.creates.fetch_add(1, Ordering::SeqCst);
-        self.inner.create(id, record)
-    }
-    fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load(id)
-    }
-    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
-        self.deletes.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete(id)
-    }
-    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
-        self.touches.fetch_add(1, Ordering::SeqCst);
-        self.inner.touch(id, idle_expires_at_ms)
-    }
-    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
-        self.delete_users.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete_user(openid)
-    }
-    fn create_capped(
-        &self,
-        id: StoreId,
-        record: SessionRecord,
-        max_per_user: usize,
-    ) -> StoreFuture<'_, Vec<StoreId>> {
-        self.creates.fetch_add(1, Ordering::SeqCst);
-        self.inner.create_capped(id, record, max_per_user)
-    }
-    fn is_shared(&self) -> bool {
-        self.inner.is_shared()
-    }
-    fn put_latest_session_key(
-        &self,
-        openid: &str,
-        session_key: wxlogin::Secret,
-        until_ms: u64,
-    ) -> StoreFuture<'_, ()> {
-        self.inner
-            .put_latest_session_key(openid, session_key, until_ms)
-    }
-    fn latest_session_key(&self, openid: &str) -> StoreFuture<'_, Option<wxlogin::Secret>> {
-        self.inner.latest_session_key(openid)
-    }
-    fn access_token_cache(&self) -> Option<&dyn wxlogin::store::AccessTokenCache> {
-        self.inner.access_token_cache()
-    }
-    fn watch_invalidations(&self, sink: wxlogin::store::InvalidationSink) {
-        self.inner.watch_invalidations(sink)
-    }
+/// `GET /api/me` behind the layer (`{"openid", "unionid"}` of the session),
+/// `POST /wx/login` and `POST /wx/logout`.
+pub fn app(wx: &WxLogin) -> Router {
+    app_with(wx, Router::new())
+}
+
+/// [`app`] with the routes of `protected` behind the layer as well.
+pub fn app_with(wx: &WxLogin, protected: Router) -> Router {
+    protected
+        .route("/api/me", get(me))
+        .layer(wx.layer())
+        .route_service("/wx/login", wx.login_service())
+        .route_service("/wx/logout", wx.logout_service())
+}
+
+/// The handler of `/api/me`: `{"openid", "unionid"}` of the session.
+pub async fn me(user: WxUser) -> Json<serde_json::Value> {
+    Json(json!({ "openid": user.openid(), "unionid": user.unionid() }))
 }
 
 /// Serves a router on a free loopback port; returns `http://127.0.0.1:PORT`.
@@ -142,11 +111,6 @@ pub fn client_from(local: &str) -> reqwest::Client {
         .unwrap()
 }
 
-/// A fake WeChat for APP_ID / APP_SECRET.
-pub async fn fake_wechat() -> FakeWeChat {
-    FakeWeChat::start(APP_ID, APP_SECRET).await.unwrap()
-}
-
 /// Logs `openid` in through the login route at `base`; returns the token.
 pub async fn login(
     client: &reqwest::Client,
@@ -164,23 +128,4 @@ pub async fn login(
     assert_eq!(res.status(), 200, "login of {openid} failed");
     let body: serde_json::Value = res.json().await.unwrap();
     body["token"].as_str().unwrap().to_owned()
-}
-
-/// GETs `path` with a bearer token (or none); returns status and JSON body (Null if not JSON).
-pub async fn get_json(
-    client: &reqwest::Client,
-    url: &str,
-    token: Option<&str>,
-) -> (u16, serde_json::Value) {
-    let mut req = client.get(url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-    )
 }

@@ -19,12 +19,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::Value;
+use wxlogin::store::{InvalidationSink, SessionStore, StoreId};
+use wxlogin::WxLogin;
+
 use wxlogin::mock::FakeWeChat;
-use wxlogin::store::{InvalidationSink, SessionRecord, SessionStore, StoreFuture, StoreId};
-use wxlogin::{WxLogin, WxLoginBuilder, WxUser};
+
+use crate::common::{get_json, wait_for, Forwarding};
 
 /// The environment variable naming an external Redis for tests that only need one.
 pub const URL_ENV: &str = "WXLOGIN_TEST_REDIS_URL";
@@ -449,88 +450,40 @@ impl RedisCli for RedisCluster {
     }
 }
 
-/// Waits until `channel` has at least `n` subscribers (polling every 50 ms).
+/// Waits until `channel` has at least `n` subscribers; returns how long that took.
 pub async fn wait_numsub(
     redis: &(impl RedisCli + ?Sized),
     channel: &str,
     n: i64,
     within: Duration,
 ) -> Duration {
-    let started = Instant::now();
-    loop {
-        let have = redis.numsub(channel);
-        if have >= n {
-            return started.elapsed();
+    let ((), took) = wait_for(within, || async {
+        match redis.numsub(channel) {
+            have if have >= n => Ok(()),
+            have => Err(format!("{channel} has {have} subscribers, wanted {n}")),
         }
-        assert!(
-            started.elapsed() < within,
-            "{channel} has {have} subscribers after {within:?}, wanted {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    took
 }
 
 /// A store that never subscribes to invalidations, so that only the cache
 /// TTL bounds how long a revoked session stays cached.
 pub struct Deaf<S>(pub S);
 
-impl<S: SessionStore> SessionStore for Deaf<S> {
-    fn create(&self, id: StoreId, record: SessionRecord) -> StoreFuture<'_, ()> {
-        self.0.create(id, record)
-    }
-    fn load(&self, id: StoreId) -> StoreFuture<'_, Option<SessionRecord>> {
-        self.0.load(id)
-    }
-    fn delete(&self, id: StoreId) -> StoreFuture<'_, bool> {
-        self.0.delete(id)
-    }
-    fn touch(&self, id: StoreId, idle_expires_at_ms: u64) -> StoreFuture<'_, bool> {
-        self.0.touch(id, idle_expires_at_ms)
-    }
-    fn delete_user(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
-        self.0.delete_user(openid)
-    }
-    fn create_capped(
-        &self,
-        id: StoreId,
-        record: SessionRecord,
-        max_per_user: usize,
-    ) -> StoreFuture<'_, Vec<StoreId>> {
-        self.0.create_capped(id, record, max_per_user)
-    }
-    fn is_shared(&self) -> bool {
-        self.0.is_shared()
+impl<S: SessionStore> Forwarding for Deaf<S> {
+    fn inner(&self) -> &dyn SessionStore {
+        &self.0
     }
     fn watch_invalidations(&self, _sink: InvalidationSink) {}
 }
 
 // ---------------------------------------------------------------------------
-// The app the layer-level Redis tests serve.
+// The app the layer-level Redis tests serve: `common::app`, built by
+// `common::builder(&fake).token_key(TOKEN_KEY)`.
 
 /// The token key every instance of a test shares.
 pub const TOKEN_KEY: &str = "redis-tests-token-key-0123456789abcdef";
-
-async fn me(user: WxUser) -> Json<Value> {
-    Json(json!({ "openid": user.openid() }))
-}
-
-/// `/api/me` behind the layer, `/wx/login`, `/wx/logout`.
-pub fn router(wx: &WxLogin) -> Router {
-    Router::new()
-        .route("/api/me", get(me))
-        .layer(wx.layer())
-        .route_service("/wx/login", wx.login_service())
-        .route_service("/wx/logout", wx.logout_service())
-}
-
-/// A builder for the fake WeChat with the shared token key.
-pub fn builder(fake: &FakeWeChat) -> WxLoginBuilder<()> {
-    WxLogin::builder()
-        .app_id(crate::common::APP_ID)
-        .app_secret(crate::common::APP_SECRET)
-        .api_base(fake.base_url())
-        .token_key(TOKEN_KEY)
-}
 
 /// An app instance served on loopback; stopping it drops its server task
 /// (and with it the router's `WxLogin`).
@@ -541,11 +494,11 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Serves `router(&wx)` on a free loopback port.
+    /// Serves `common::app(&wx)` on a free loopback port.
     pub async fn serve(wx: WxLogin) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(&wx);
+        let app = crate::common::app(&wx);
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -576,7 +529,7 @@ pub async fn logout(client: &reqwest::Client, base: &str, token: &str) -> u16 {
         .as_u16()
 }
 
-/// Polls `url` with `token` every 50 ms until it answers `want`; returns
+/// Polls `url` with `token` until it answers `want`; returns
 /// how long that took, and the last body. Panics after `within`.
 pub async fn wait_for_status(
     client: &reqwest::Client,
@@ -585,19 +538,92 @@ pub async fn wait_for_status(
     want: u16,
     within: Duration,
 ) -> (Duration, Value) {
-    let started = Instant::now();
+    let (body, took) = wait_for(within, || async {
+        match get_json(client, url, Some(token)).await {
+            (status, body) if status == want => Ok(body),
+            (status, body) => Err(format!(
+                "{url} still answers {status} {body}, wanted {want}"
+            )),
+        }
+    })
+    .await;
+    (took, body)
+}
+
+/// POSTs a login; the token on 200, else None.
+pub async fn try_login(
+    client: &reqwest::Client,
+    base: &str,
+    fake: &FakeWeChat,
+    openid: &str,
+) -> Option<String> {
+    let res = client
+        .post(format!("{base}/wx/login"))
+        .body(format!(r#"{{"code":"{}"}}"#, fake.mint_code(openid)))
+        .send()
+        .await
+        .ok()?;
+    if res.status() != 200 {
+        return None;
+    }
+    let body: serde_json::Value = res.json().await.ok()?;
+    body["token"].as_str().map(str::to_owned)
+}
+
+/// Polls until every token in `tokens` gets 401 from every instance, or
+/// panics once `deadline` has passed, naming the survivors.
+pub async fn all_refused_by(
+    client: &reqwest::Client,
+    instances: &[&Instance],
+    tokens: &[String],
+    deadline: Instant,
+    what: &str,
+) {
+    let mut left: Vec<(usize, &String)> = instances
+        .iter()
+        .enumerate()
+        .flat_map(|(i, _)| tokens.iter().map(move |t| (i, t)))
+        .collect();
     loop {
-        let (status, body) = crate::common::get_json(client, url, Some(token)).await;
-        let elapsed = started.elapsed();
-        if status == want {
-            return (elapsed, body);
+        let mut still = Vec::new();
+        for (i, t) in left {
+            let (status, body) = get_json(client, &instances[i].me(), Some(t)).await;
+            if status != 401 {
+                still.push((i, t));
+            } else {
+                assert_eq!(body["error"], "invalid_token", "{what}: {body}");
+            }
+        }
+        if still.is_empty() {
+            return;
         }
         assert!(
-            elapsed < within,
-            "{url} still answers {status} {body} after {elapsed:?}, wanted {want}"
+            Instant::now() < deadline,
+            "{what}: {} of {} token checks still accepted",
+            still.len(),
+            tokens.len() * instances.len()
         );
+        left = still;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The tokens of `tokens` that some instance still accepts.
+pub async fn live(
+    client: &reqwest::Client,
+    instances: &[&Instance],
+    tokens: &[String],
+) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (n, t) in tokens.iter().enumerate() {
+        for inst in instances {
+            if get_json(client, &inst.me(), Some(t)).await.0 == 200 {
+                out.push(n);
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// The hex store ids listed in a user's index (`ZRANGE user_key 0 -1`,
