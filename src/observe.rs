@@ -41,6 +41,8 @@ mod imp {
                 Some(ErrorCode::LoginRefused) => metrics::$kind!($name, $label => "login_refused"),
                 Some(ErrorCode::WeChatUnavailable) => metrics::$kind!($name, $label => "wechat_unavailable"),
                 Some(ErrorCode::Misconfigured) => metrics::$kind!($name, $label => "misconfigured"),
+                Some(ErrorCode::PaymentFailed) => metrics::$kind!($name, $label => "payment_failed"),
+                Some(ErrorCode::PaymentUnavailable) => metrics::$kind!($name, $label => "payment_unavailable"),
             }
         };
     }
