@@ -32,6 +32,10 @@ pub(crate) mod wechat;
 #[cfg(feature = "mock")]
 pub mod mock;
 
+#[cfg(feature = "pay")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pay")))]
+pub mod pay;
+
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
