@@ -123,7 +123,7 @@ fn bad_request(message: &'static str) -> Rejection {
 /// in the body (an `openid`, an `amount`) is ignored.
 async fn create_order(
     State(st): State<PayState>,
-    user: WxUser,
+    user: WxUser<super::DemoUser>,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, Rejection> {
     let Json(body) =
@@ -153,7 +153,7 @@ async fn create_order(
 /// `GET /api/pay/orders/{out_trade_no}`: the session's own orders only.
 async fn get_order(
     State(st): State<PayState>,
-    user: WxUser,
+    user: WxUser<super::DemoUser>,
     Path(no): Path<String>,
 ) -> Result<Json<Value>, (axum::http::StatusCode, Json<Value>)> {
     match st.orders.get(&no) {
