@@ -10,6 +10,12 @@ pub fn sign(private_key_pem: &str, message: &[u8]) -> Option<String> {
     Some(MerchantKey::from_pem(private_key_pem).ok()?.sign(message))
 }
 
+/// A signer with the key parsed once (benchmarks).
+pub fn signer(private_key_pem: &str) -> Option<impl Fn(&[u8]) -> String> {
+    let key = MerchantKey::from_pem(private_key_pem).ok()?;
+    Some(move |message: &[u8]| key.sign(message))
+}
+
 /// Verifies `timestamp\nnonce\nbody\n` against a Base64 signature with a PEM public key or certificate.
 pub fn verify(
     public_key_pem: &str,
