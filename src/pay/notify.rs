@@ -119,9 +119,17 @@ pub(crate) fn open_resource(
     }
 }
 
-/// The notify route; see the [module docs](self). Mount it with axum's
-/// `route_service("/wx/pay/notify", pay.notify_service(orders))`, or call
-/// it from hyper with any body type.
+/// The notify route. It fails closed, in this order: `POST`; the four
+/// `Wechatpay-*` headers present once each; the timestamp within 5 minutes
+/// of the server clock; the serial names a known key; the raw body (under
+/// [`NOTIFY_BODY_LIMIT`]) verifies; the resource's algorithm is
+/// `AEAD_AES_256_GCM` and it decrypts with the APIv3 key; `mchid`, `appid`,
+/// `out_trade_no`, `amount.total` and the payer match the order; then
+/// [`OrderStore::mark_paid`]. 204 only after that succeeded; otherwise
+/// 4xx/5xx with `{"code":"FAIL","message":…}` and nothing changed.
+///
+/// Mount it with axum's `route_service("/wx/pay/notify",
+/// pay.notify_service(orders))`, or serve it with hyper (any body type).
 #[derive(Clone)]
 pub struct NotifyService {
     pay: WxPay,
