@@ -551,3 +551,53 @@ async fn both_modes_at_once_verify_either_signer() {
     let serials = pay.refresh_certificates().await.unwrap();
     assert_eq!(serials, wxpay.certificate_serials());
 }
+
+/// Collects every log line (all levels) of the test's thread.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn secrets_never_reach_the_logs() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let wxpay = fake().await;
+    let pay = client(&wxpay);
+    tracing::info!(?pay, "configured");
+    pay.prepay(&order("T20261202001000", 100), "o-log")
+        .await
+        .unwrap();
+    wxpay.push_failure(FakePayFailure::Status(401, "SIGN_ERROR".into()));
+    let err = pay
+        .prepay(&order("T20261202001001", 100), "o-log")
+        .await
+        .unwrap_err();
+    tracing::warn!(error = %err, ?err, "failed");
+    let _ = axum::response::IntoResponse::into_response(err);
+    wxpay.push_failure(FakePayFailure::BadSignature);
+    let _ = pay.prepay(&order("T20261202001002", 100), "o-log").await;
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("configured"),
+        "the subscriber captured nothing"
+    );
+    assert!(text.contains("SIGN_ERROR"), "{text}");
+    assert!(!text.contains(fake::TEST_API_V3_KEY), "{text}");
+    for line in fake::TEST_MERCHANT_KEY_PEM.lines().skip(1).take(3) {
+        assert!(!text.contains(line), "a merchant key line is in the logs");
+    }
+}
