@@ -31,6 +31,12 @@
 //!
 //! With the fake WeChat, `POST {fake}/_fake/wx.login` makes a login code and
 //! `POST {fake}/_fake/phone_code` a phone-number code (the log says how).
+//!
+//! Payment (DESIGN.md "Payment", [`pay`]): `POST /api/pay/orders` with
+//! `{"product_id", "quantity"}` → `{"out_trade_no", "payment"}` (the
+//! `wx.requestPayment` arguments), `GET /api/pay/orders/{out_trade_no}`,
+//! and `POST /wx/pay/notify` for WeChat Pay. Without `WXPAY_MCHID` the
+//! crate's fake WeChat Pay is started (the log and stdout say so).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,6 +52,9 @@ use sha2::{Digest, Sha256};
 use wxlogin::mock::FakeWeChat;
 use wxlogin::store::RedisStore;
 use wxlogin::{Identity, PhoneInfo, WeChatApiError, WxLogin, WxSession, WxUser};
+
+#[path = "demo/pay.rs"]
+mod pay;
 
 /// What the demo app keeps about a user: a number given at first login.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -73,6 +82,12 @@ async fn main() {
 
     // Real credentials, or the fake WeChat (kept alive for the whole run).
     let mut _fake = None;
+    let bind = env("WXLOGIN_BIND").unwrap_or_else(|| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .unwrap_or_else(|e| fail(&format!("cannot listen on {bind}: {e}")));
+    let addr = listener.local_addr().expect("bound address");
+
     let (app_id, secret, api_base) = match (env("WX_APPID"), env("WX_SECRET")) {
         (Some(id), Some(secret)) => {
             let base = env("WX_API_BASE").unwrap_or_else(|| wxlogin::DEFAULT_API_BASE.into());
@@ -106,7 +121,7 @@ async fn main() {
     let users: Arc<Mutex<HashMap<String, DemoUser>>> = Arc::default();
 
     let mut builder = WxLogin::builder()
-        .app_id(app_id)
+        .app_id(app_id.clone())
         .app_secret(secret)
         .api_base(api_base);
     if let Some(key) = env("WXLOGIN_TOKEN_KEY") {
@@ -134,6 +149,10 @@ async fn main() {
             .unwrap_or_else(|_| fail("WXLOGIN_SESSION_TTL must be a number of seconds"));
         builder = builder.session_ttl(Duration::from_secs(secs));
     }
+    let (pay_routes, pay_notify, _pay) = pay::setup(&app_id, &addr.to_string())
+        .await
+        .unwrap_or_else(|e| fail(&e));
+
     let wx = builder
         .on_login(move |who: Identity| {
             let users = users.clone();
@@ -160,17 +179,14 @@ async fn main() {
         .route("/api/decrypt", post(decrypt))
         .route("/api/werun", post(werun))
         .route("/api/upload", post(upload))
+        .merge(pay_routes)
         .layer(wx.layer())
         .route_service("/wx/login", wx.login_service())
-        .route_service("/wx/logout", wx.logout_service());
+        .route_service("/wx/logout", wx.logout_service())
+        .route_service("/wx/pay/notify", pay_notify);
 
-    let bind = env("WXLOGIN_BIND").unwrap_or_else(|| "127.0.0.1:3000".into());
-    let listener = tokio::net::TcpListener::bind(&bind)
-        .await
-        .unwrap_or_else(|e| fail(&format!("cannot listen on {bind}: {e}")));
-    let addr = listener.local_addr().expect("bound address");
     println!("listening on http://{addr}");
-    tracing::info!("demo: routes POST /wx/login, POST /wx/logout, GET /api/me, GET /api/check, POST /api/phone, POST /api/decrypt, POST /api/werun, POST /api/upload");
+    tracing::info!("demo: routes POST /wx/login, POST /wx/logout, GET /api/me, GET /api/check, POST /api/phone, POST /api/decrypt, POST /api/werun, POST /api/upload, POST /api/pay/orders, GET /api/pay/orders/{{out_trade_no}}, POST /wx/pay/notify");
     // With each connection's peer address, the key of the per-client login limits.
     axum::serve(
         listener,

@@ -59,8 +59,15 @@ macro_rules! error_table {
             LoginRefused = "login_refused", FORBIDDEN, relogin: false, fixed {};
             /// 503: WeChat busy after retries, timeouts, network errors, unparseable replies.
             WeChatUnavailable = "wechat_unavailable", SERVICE_UNAVAILABLE, relogin: false, fixed {};
-            /// 500: the server is misconfigured (wrong app id or secret, a missing layer).
+            /// 500: the server is misconfigured (wrong app id or secret, a missing layer,
+            /// or a WeChat Pay code such as `SIGN_ERROR` or `APPID_MCHID_NOT_MATCH`).
             Misconfigured = "misconfigured", INTERNAL_SERVER_ERROR, relogin: false, fixed {};
+            /// 502: WeChat Pay refused the order (a business code such as `ORDER_CLOSED`
+            /// or `OUT_TRADE_NO_USED`); WeChat Pay's code is in the body's `detail`.
+            PaymentFailed = "payment_failed", BAD_GATEWAY, relogin: false, fixed {};
+            /// 503: WeChat Pay 5xx, 429, timeout or network error after retries, or a
+            /// reply whose signature does not verify.
+            PaymentUnavailable = "payment_unavailable", SERVICE_UNAVAILABLE, relogin: false, fixed {};
         }
     };
 }
@@ -192,6 +199,8 @@ pub struct Rejection {
     status: StatusCode,
     message: Cow<'static, str>,
     retry_after: Option<u64>,
+    /// The upstream code (WeChat Pay's `code`), sent as `"detail": {"code": ..}`.
+    detail: Option<Cow<'static, str>>,
     renderer: Option<Renderer>,
     /// The default body, when it was rendered at compile time ([`refusals`]).
     body: Option<&'static str>,
@@ -203,6 +212,14 @@ struct Body<'a> {
     error: &'static str,
     message: &'a str,
     relogin: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<Detail<'a>>,
+}
+
+/// The `detail` of a body: the upstream service's own code.
+#[derive(serde::Serialize)]
+struct Detail<'a> {
+    code: &'a str,
 }
 
 /// A rejection whose code and message are constants, with its default body
@@ -230,6 +247,7 @@ impl fmt::Debug for Rejection {
             .field("status", &self.status)
             .field("message", &self.message)
             .field("retry_after", &self.retry_after)
+            .field("detail", &self.detail)
             .finish()
     }
 }
@@ -256,9 +274,36 @@ impl Rejection {
             status: code.status(),
             message: message.into(),
             retry_after: None,
+            detail: None,
             renderer: None,
             body: None,
         }
+    }
+
+    /// Adds the upstream service's code (WeChat Pay's `code`, like
+    /// `ORDER_CLOSED`), answered as `"detail": {"code": ..}` in the body.
+    ///
+    /// ```
+    /// use wxlogin::{ErrorCode, Rejection};
+    /// let r = Rejection::new(ErrorCode::PaymentFailed, "WeChat Pay refused the order")
+    ///     .with_detail("ORDER_CLOSED");
+    /// assert_eq!(r.detail(), Some("ORDER_CLOSED"));
+    /// assert_eq!(r.body_json()["detail"]["code"], "ORDER_CLOSED");
+    /// assert_eq!(r.status(), http::StatusCode::BAD_GATEWAY);
+    /// ```
+    pub fn with_detail(mut self, code: impl Into<Cow<'static, str>>) -> Self {
+        self.detail = Some(code.into());
+        self
+    }
+
+    /// The upstream service's code set by [`Rejection::with_detail`].
+    ///
+    /// ```
+    /// use wxlogin::{ErrorCode, Rejection};
+    /// assert_eq!(Rejection::new(ErrorCode::BadRequest, "no").detail(), None);
+    /// ```
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
     }
 
     pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
@@ -345,11 +390,15 @@ impl Rejection {
     /// );
     /// ```
     pub fn body_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut body = serde_json::json!({
             "error": self.code.as_str(),
             "message": self.message,
             "relogin": self.relogin(),
-        })
+        });
+        if let Some(code) = &self.detail {
+            body["detail"] = serde_json::json!({ "code": code });
+        }
+        body
     }
 
     /// The response in the default wire format, ignoring any renderer.
@@ -379,6 +428,7 @@ impl Rejection {
             error: self.code.as_str(),
             message: &self.message,
             relogin: self.relogin(),
+            detail: self.detail.as_deref().map(|code| Detail { code }),
         })
         .expect("three plain fields always serialize")
     }

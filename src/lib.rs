@@ -40,6 +40,8 @@
 //   login       the login and logout routes as tower services
 //   handle      WxLogin, the handle the app holds, and its methods
 //   config      WxLoginBuilder (and WxLogin::builder), over non-generic settings
+//   pay         (feature `pay`) WeChat Pay: client, keys, signing, checkout,
+//               the notify route, orders, the fake WeChat Pay (with `mock`)
 //   fuzzing     (feature `fuzzing`) every non-stable hook; may use any module
 
 mod cache;
@@ -59,6 +61,9 @@ mod login;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod observe;
+#[cfg(feature = "pay")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pay")))]
+pub mod pay;
 mod secret;
 mod session;
 pub mod store;

@@ -149,6 +149,36 @@ export interface ClientOptions {
   isRelogin?: (error: WxLoginError, res: ResponseView) => boolean;
 }
 
+/** The arguments of `wx.requestPayment`, as the server signs them (DESIGN.md "Payment"). */
+export interface PaymentArgs {
+  /** Unix seconds, as a string. */
+  timeStamp: string;
+  nonceStr: string;
+  /** `prepay_id=…`. */
+  package: string;
+  /** `RSA` for WeChat Pay APIv3. */
+  signType: string;
+  paySign: string;
+}
+
+/** Options of `requestPayment`. */
+export interface RequestPaymentOptions {
+  /** The server's order route; default `/api/pay/orders`. */
+  url?: string;
+  /** What the server needs to make the order, such as `{product_id, quantity}`: never the price or the payer. */
+  data?: Record<string, any>;
+  header?: Headers;
+  timeout?: number;
+}
+
+/** What `requestPayment` resolves with. */
+export interface RequestPaymentResult<O = any> {
+  /** The server's answer: at least `out_trade_no` and `payment`. */
+  order: O & { out_trade_no?: string; payment: PaymentArgs };
+  /** What `wx.requestPayment` reported (`errMsg: 'requestPayment:ok'`); not proof of payment. */
+  result: any;
+}
+
 /** A client: one per app (it holds the login in flight). */
 export interface Client {
   /** A request with the session token; resolves for an answer without error, rejects with a `WxLoginError`. */
@@ -161,6 +191,13 @@ export interface Client {
   login(): Promise<string>;
   /** Forgets the token and ends the session; `true` when the server confirmed. Never rejects. */
   logout(): Promise<boolean>;
+  /**
+   * Creates the order on the server (with the token), then calls
+   * `wx.requestPayment` with the answer's `payment` as received. Rejects with
+   * `payment_cancelled`, `payment_failed`, `bad_payment_response`, or the
+   * server's error (`payment_unavailable`, `payment_failed`, `bad_request`, ...).
+   */
+  requestPayment<O = any>(options?: RequestPaymentOptions): Promise<RequestPaymentResult<O>>;
 }
 
 /** Options of the `WxLoginError` constructor. */
@@ -175,7 +212,7 @@ export interface WxLoginErrorOptions {
 export declare class WxLoginError extends Error {
   constructor(code: string, message?: string, options?: WxLoginErrorOptions);
   name: 'WxLoginError';
-  /** The server's `error` (or the envelope's, through `readError`), or `network_error`, `wx_login_failed`, `login_timeout`, `bad_login_response`, `logged_out`, `http_<status>`. */
+  /** The server's `error` (or the envelope's, through `readError`), or `network_error`, `wx_login_failed`, `login_timeout`, `bad_login_response`, `logged_out`, `payment_cancelled`, `payment_failed`, `bad_payment_response`, `http_<status>`. */
   code: string;
   /** The HTTP status; 0 when there was no response. */
   status: number;

@@ -467,7 +467,72 @@ function createClient(opts) {
     }
   }
 
-  return { request, uploadFile, downloadFile, login, logout };
+  /**
+   * Pays for an order: asks the server to create it (POST `url`, default
+   * `/api/pay/orders`, with `data` such as `{product_id, quantity}`: never
+   * the price or the payer, which the server decides), then calls
+   * `wx.requestPayment` with the server's `payment` answer as received
+   * (`timeStamp`, `nonceStr`, `package`, `signType`, `paySign`).
+   *
+   * Resolves `{ order, result }`: the server's answer and what
+   * `wx.requestPayment` reported. The client's success is not proof of
+   * payment: ask the server for the order's state (its notify route decides).
+   * Rejects with `payment_cancelled` when the user cancels, `payment_failed`
+   * when `wx.requestPayment` fails, `bad_payment_response` when the answer
+   * has no `payment`, or the server's error (`payment_unavailable`, ...).
+   */
+  async function requestPayment(options) {
+    const o = options || {};
+    if (typeof wx.requestPayment !== 'function') {
+      throw new TypeError('requestPayment: the `wx` object given to createClient has no requestPayment()');
+    }
+    const { url = '/api/pay/orders', data, header, timeout } = o;
+    const res = await request({ url, method: 'POST', data: data === undefined ? {} : data, header, timeout });
+    const order = viewOf('request', res).data;
+    const p = isObject(order) ? order.payment : null;
+    const fields = ['timeStamp', 'nonceStr', 'package', 'signType', 'paySign'];
+    if (!isObject(p) || !fields.every((f) => typeof p[f] === 'string' && p[f] !== '')) {
+      throw new WxLoginError('bad_payment_response', 'the order answer has no payment arguments', {
+        status: res.statusCode,
+        data: order === undefined ? null : order,
+      });
+    }
+    const args = {};
+    for (const f of fields) args[f] = p[f];
+    const result = await new Promise((resolve, reject) => {
+      let settled = false;
+      const ok = (r) => {
+        if (settled) return;
+        settled = true;
+        resolve(r);
+      };
+      const bad = (err) => {
+        if (settled) return;
+        settled = true;
+        const text = errText(err, 'requestPayment failed');
+        const code = /cancel/i.test(text) ? 'payment_cancelled' : 'payment_failed';
+        reject(new WxLoginError(code, text, { data: order, cause: err }));
+      };
+      let returned;
+      try {
+        returned = wx.requestPayment({ ...args, success: ok, fail: bad });
+      } catch (err) {
+        bad(err);
+        return;
+      }
+      if (returned && typeof returned.then === 'function') {
+        returned.then((v) => {
+          if (Array.isArray(v) && v.length === 2) {
+            if (v[0]) bad(v[0]);
+            else ok(v[1]);
+          } else ok(v);
+        }, bad);
+      }
+    });
+    return { order, result };
+  }
+
+  return { request, uploadFile, downloadFile, login, logout, requestPayment };
 }
 
 module.exports = { createClient, WxLoginError };

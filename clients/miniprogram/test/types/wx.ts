@@ -67,6 +67,13 @@ export async function page(): Promise<void> {
   const token: string = await api.login();
   const confirmed: boolean = await api.logout();
 
+  const paid = await api.requestPayment<{ out_trade_no: string }>({ data: { product_id: 'p1', quantity: 2 } });
+  const tradeNo: string = paid.order.out_trade_no;
+  const pkg: string = paid.order.payment.package;
+  const timeStamp: string = paid.order.payment.timeStamp;
+  // @ts-expect-error: data is an object of order fields
+  await api.requestPayment({ data: 42 });
+
   try {
     await api.request({ url: '/api/orders', method: 'POST', data: { sku: 42 } });
   } catch (e) {
@@ -78,7 +85,7 @@ export async function page(): Promise<void> {
       wx.showToast({ title: `${code} ${httpStatus} ${relogin} ${String(body)} ${e.message}`, icon: 'none' });
     }
   }
-  void [untyped, asResult, openid, status, wrong, inner, text, token, confirmed];
+  void [untyped, asResult, openid, status, wrong, inner, text, token, confirmed, tradeNo, pkg, timeStamp];
 }
 
 // @ts-expect-error: baseUrl is required
