@@ -600,6 +600,6 @@ mod tests {
             assert_eq!(body["relogin"], fixed.code.relogin());
         }
         assert_eq!(refusals::ALL.len(), 7);
-        assert_eq!(ErrorCode::ALL.len(), 11);
+        assert_eq!(ErrorCode::ALL.len(), 13);
     }
 }
