@@ -158,6 +158,10 @@ impl<T> SessionCache<T> {
     pub(crate) fn ctx(&self) -> &Arc<SessionContext> {
         &self.ctx
     }
+
+    fn lock_inflight(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Flight<T>>> {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl<T> SessionCache<T>
@@ -240,6 +244,16 @@ where
         self.lock_by_store_id().map.remove(&store_id);
         self.entries.invalidate(id);
         self.lock_inflight().remove(id);
+    }
+
+    /// After a store call that ends sessions (a capped create, a user's
+    /// revocation): drops what it ended, all of it when it succeeded, what
+    /// it got done when it failed part-way.
+    pub(crate) fn invalidate_ended(&self, result: &Result<Vec<StoreId>, StoreError>) {
+        match result {
+            Ok(ids) => self.invalidate_store_ids(ids),
+            Err(e) => self.invalidate_store_ids(e.ended()),
+        }
     }
 
     /// Drops the cached copies of sessions known by their store ids (a user's
@@ -398,10 +412,6 @@ where
     fn lock_by_store_id(&self) -> std::sync::MutexGuard<'_, ByStoreId> {
         self.by_store_id.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    fn lock_inflight(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Flight<T>>> {
-        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 struct FlightGuard<'a, T> {
@@ -412,11 +422,7 @@ struct FlightGuard<'a, T> {
 
 impl<T> Drop for FlightGuard<'_, T> {
     fn drop(&mut self) {
-        let mut inflight = self
-            .cache
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut inflight = self.cache.lock_inflight();
         if inflight
             .get(&self.id)
             .is_some_and(|f| Arc::ptr_eq(f, self.flight))

@@ -390,15 +390,7 @@ impl Rejection {
     /// );
     /// ```
     pub fn body_json(&self) -> serde_json::Value {
-        let mut body = serde_json::json!({
-            "error": self.code.as_str(),
-            "message": self.message,
-            "relogin": self.relogin(),
-        });
-        if let Some(code) = &self.detail {
-            body["detail"] = serde_json::json!({ "code": code });
-        }
-        body
+        serde_json::to_value(self.wire_body()).expect("plain fields always serialize")
     }
 
     /// The response in the default wire format, ignoring any renderer.
@@ -424,13 +416,18 @@ impl Rejection {
     }
 
     fn render_body(&self) -> Vec<u8> {
-        serde_json::to_vec(&Body {
+        serde_json::to_vec(&self.wire_body()).expect("plain fields always serialize")
+    }
+
+    /// The default body's fields: one definition for both the bytes and the
+    /// [`Rejection::body_json`] value.
+    fn wire_body(&self) -> Body<'_> {
+        Body {
             error: self.code.as_str(),
             message: &self.message,
             relogin: self.relogin(),
             detail: self.detail.as_deref().map(|code| Detail { code }),
-        })
-        .expect("three plain fields always serialize")
+        }
     }
 
     /// Adds the protocol headers (`WWW-Authenticate` on 401, `Retry-After`) a

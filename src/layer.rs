@@ -61,7 +61,7 @@ pub(crate) enum AuthState {
 /// # }
 /// ```
 pub struct WxLoginLayer<T> {
-    shared: Arc<Engine<T>>,
+    engine: Arc<Engine<T>>,
     optional: bool,
     /// The apps whose sessions it takes, one bit each (see `SessionCore::app_bit`).
     apps: u64,
@@ -70,7 +70,7 @@ pub struct WxLoginLayer<T> {
 impl<T> Clone for WxLoginLayer<T> {
     fn clone(&self) -> Self {
         WxLoginLayer {
-            shared: self.shared.clone(),
+            engine: self.engine.clone(),
             optional: self.optional,
             apps: self.apps,
         }
@@ -86,9 +86,9 @@ impl<T> std::fmt::Debug for WxLoginLayer<T> {
 }
 
 impl<T> WxLoginLayer<T> {
-    pub(crate) fn new(shared: Arc<Engine<T>>, optional: bool, apps: u64) -> Self {
+    pub(crate) fn new(engine: Arc<Engine<T>>, optional: bool, apps: u64) -> Self {
         WxLoginLayer {
-            shared,
+            engine,
             optional,
             apps,
         }
@@ -101,7 +101,7 @@ impl<S, T> Layer<S> for WxLoginLayer<T> {
     fn layer(&self, inner: S) -> Self::Service {
         WxLoginService {
             inner,
-            shared: self.shared.clone(),
+            engine: self.engine.clone(),
             optional: self.optional,
             apps: self.apps,
         }
@@ -132,7 +132,7 @@ impl<S, T> Layer<S> for WxLoginLayer<T> {
 /// ```
 pub struct WxLoginService<S, T> {
     inner: S,
-    shared: Arc<Engine<T>>,
+    engine: Arc<Engine<T>>,
     optional: bool,
     apps: u64,
 }
@@ -141,7 +141,7 @@ impl<S: Clone, T> Clone for WxLoginService<S, T> {
     fn clone(&self) -> Self {
         WxLoginService {
             inner: self.inner.clone(),
-            shared: self.shared.clone(),
+            engine: self.engine.clone(),
             optional: self.optional,
             apps: self.apps,
         }
@@ -217,44 +217,44 @@ where
     // the call saves (docs/performance.md).
     #[inline(never)]
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        let shared = &*self.shared;
+        let engine = &*self.engine;
         // DESIGN.md's token contract: a forged, truncated or tampered token is
         // refused on its MAC before any cache or store lookup.
-        let parsed = match shared.token_source.read(req.headers()) {
-            Ok(token) => match shared.keys.parse(token) {
+        let parsed = match engine.token_source.read(req.headers()) {
+            Ok(token) => match engine.keys.parse(token) {
                 Ok(parsed) => parsed,
                 Err(_) => {
-                    let rej = shared.reject_fixed(&refusals::FORGED);
+                    let rej = engine.reject_fixed(&refusals::FORGED);
                     return self.refuse(req, rej);
                 }
             },
             Err(code) => {
                 let rej = if code == ErrorCode::MissingToken {
-                    shared.reject_fixed(&refusals::MISSING)
+                    engine.reject_fixed(&refusals::MISSING)
                 } else {
-                    shared.reject_fixed(&refusals::NOT_TEXT)
+                    engine.reject_fixed(&refusals::NOT_TEXT)
                 };
                 return self.refuse(req, rej);
             }
         };
 
-        if !shared.keys.check(&parsed) {
-            let rej = shared.reject_fixed(&refusals::FORGED);
+        if !engine.keys.check(&parsed) {
+            let rej = engine.reject_fixed(&refusals::FORGED);
             return self.refuse(req, rej);
         }
         let id = parsed.id();
-        let cached = shared.sessions.get(&id);
+        let cached = engine.sessions.get(&id);
 
         if let Some(state) = cached {
             crate::observe::cache(true);
             if state.core.app_bit & self.apps == 0 {
-                let rej = shared.reject_fixed(&refusals::OTHER_APP);
+                let rej = engine.reject_fixed(&refusals::OTHER_APP);
                 return self.refuse(req, rej);
             }
             let now = now_ms();
-            match shared.freshness(&state, now) {
+            match engine.freshness(&state, now) {
                 Freshness::Live => {
-                    shared.touch_on_use(&state, now);
+                    engine.touch_on_use(&state, now);
                     req.extensions_mut().insert(AuthState::Authenticated(state));
                     return ResponseFuture {
                         kind: Kind::Inner {
@@ -263,18 +263,18 @@ where
                     };
                 }
                 Freshness::Expired => {
-                    shared.sessions.forget(&id);
-                    let rej = shared.reject_fixed(&refusals::EXPIRED);
+                    engine.sessions.forget(&id);
+                    let rej = engine.reject_fixed(&refusals::EXPIRED);
                     return self.refuse(req, rej);
                 }
-                Freshness::IdleUnsure => shared.sessions.forget(&id),
+                Freshness::IdleUnsure => engine.sessions.forget(&id),
             }
         }
 
         // Miss: take the service that was polled ready, leave a clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
+        let engine = self.engine.clone();
         let optional = self.optional;
         let apps = self.apps;
         crate::observe::cache(false);
@@ -286,7 +286,7 @@ where
         ResponseFuture {
             kind: Kind::Miss {
                 fut: Box::pin(async move {
-                    let resolved = shared.resolve_slow(id, apps).instrument(span.clone()).await;
+                    let resolved = engine.resolve_slow(id, apps).instrument(span.clone()).await;
                     span.record(
                         "outcome",
                         match &resolved {

@@ -40,7 +40,7 @@ pub type RouteFuture =
 /// # let _ = app;
 /// ```
 pub struct LoginService<T> {
-    shared: Arc<Engine<T>>,
+    engine: Arc<Engine<T>>,
     /// The app this route serves; `None` serves every configured app
     /// (chosen by the body's `appid`, else the default app).
     app: Option<usize>,
@@ -70,19 +70,19 @@ pub struct LoginService<T> {
 /// # }
 /// ```
 pub struct LogoutService<T> {
-    shared: Arc<Engine<T>>,
+    engine: Arc<Engine<T>>,
 }
 
 impl<T> LoginService<T> {
-    pub(crate) fn new(shared: Arc<Engine<T>>, app: Option<usize>) -> Self {
-        LoginService { shared, app }
+    pub(crate) fn new(engine: Arc<Engine<T>>, app: Option<usize>) -> Self {
+        LoginService { engine, app }
     }
 }
 
 impl<T> Clone for LoginService<T> {
     fn clone(&self) -> Self {
         LoginService {
-            shared: self.shared.clone(),
+            engine: self.engine.clone(),
             app: self.app,
         }
     }
@@ -90,7 +90,7 @@ impl<T> Clone for LoginService<T> {
 
 impl<T> std::fmt::Debug for LoginService<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let app = self.app.map(|i| self.shared.apps[i].app_id.as_str());
+        let app = self.app.map(|i| self.engine.apps[i].app_id.as_str());
         f.debug_struct("LoginService")
             .field("app", &app)
             .finish_non_exhaustive()
@@ -98,15 +98,15 @@ impl<T> std::fmt::Debug for LoginService<T> {
 }
 
 impl<T> LogoutService<T> {
-    pub(crate) fn new(shared: Arc<Engine<T>>) -> Self {
-        LogoutService { shared }
+    pub(crate) fn new(engine: Arc<Engine<T>>) -> Self {
+        LogoutService { engine }
     }
 }
 
 impl<T> Clone for LogoutService<T> {
     fn clone(&self) -> Self {
         LogoutService {
-            shared: self.shared.clone(),
+            engine: self.engine.clone(),
         }
     }
 }
@@ -133,7 +133,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let shared = self.shared.clone();
+        let engine = self.engine.clone();
         let app = self.app;
         let span = tracing::info_span!(
             "wxlogin.login",
@@ -144,7 +144,7 @@ where
         Box::pin(
             async move {
                 let started = Instant::now();
-                let result = shared.login(req, app).await;
+                let result = engine.login(req, app).await;
                 let span = tracing::Span::current();
                 span.record("elapsed_ms", started.elapsed().as_millis() as u64);
                 let res = match result {
@@ -183,10 +183,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let shared = self.shared.clone();
+        let engine = self.engine.clone();
         Box::pin(async move {
             Ok(
-                match shared
+                match engine
                     .logout(req)
                     .instrument(tracing::info_span!("wxlogin.logout"))
                     .await

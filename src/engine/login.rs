@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{App, Engine};
-use crate::error::{ErrorCode, LoginError, Rejection};
+use crate::error::{refusals, ErrorCode, LoginError, Rejection};
 use crate::limit::{ClientKey, Refused};
 use crate::session::Identity;
 use crate::wechat::WeChatError;
@@ -242,10 +242,7 @@ where
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "wxlogin: creating the session failed");
-                self.reject(
-                    ErrorCode::StoreUnavailable,
-                    "the session store is unavailable; try again shortly",
-                )
+                self.reject_fixed(&refusals::STORE_DOWN)
             })?;
 
         let body = serde_json::to_vec(&LoginReply {

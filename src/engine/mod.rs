@@ -81,6 +81,15 @@ impl<T> Engine<T> {
         fixed.rejection(self.renderer())
     }
 
+    /// The idle deadline of a session used at `now`: a refresh interval past
+    /// the minimum (so the next write is one interval away however often the
+    /// session is used), never past the session's end.
+    pub(crate) fn idle_target(&self, now: u64, idle_ms: u64, ends_at_ms: u64) -> u64 {
+        now.saturating_add(idle_ms)
+            .saturating_add(self.idle_refresh_ms)
+            .min(ends_at_ms)
+    }
+
     /// The default app (the builder's `app_id` and `app_secret`).
     pub(crate) fn default_app(&self) -> &App {
         &self.apps[0]
@@ -132,11 +141,9 @@ where
             data: data_json,
             created_at_ms: now,
             expires_at_ms,
-            idle_expires_at_ms: self.idle_timeout_ms.map(|idle| {
-                now.saturating_add(idle)
-                    .saturating_add(self.idle_refresh_ms)
-                    .min(expires_at_ms)
-            }),
+            idle_expires_at_ms: self
+                .idle_timeout_ms
+                .map(|idle| self.idle_target(now, idle, expires_at_ms)),
         };
         let (id, token) = self.keys.mint();
         let store_id = StoreId::of(&id);
@@ -159,10 +166,7 @@ where
                 async move { store.create_capped(store_id, stored, max_per_user).await },
                 move |result| {
                     if let Some(engine) = me.upgrade() {
-                        match result {
-                            Ok(ended) => engine.sessions.invalidate_store_ids(ended),
-                            Err(e) => engine.sessions.invalidate_store_ids(e.ended()),
-                        }
+                        engine.sessions.invalidate_ended(result);
                     }
                 },
             )
@@ -221,10 +225,7 @@ where
                 async move { store.delete_user(&openid).await },
                 move |result| {
                     if let Some(engine) = me.upgrade() {
-                        match result {
-                            Ok(ids) => engine.sessions.invalidate_store_ids(ids),
-                            Err(e) => engine.sessions.invalidate_store_ids(e.ended()),
-                        }
+                        engine.sessions.invalidate_ended(result);
                     }
                 },
             )

@@ -58,12 +58,7 @@ where
     /// only reads the deadline.
     #[inline(never)]
     fn extend_idle(&self, state: &Arc<SessionState<T>>, now: u64, idle_ms: u64, current: u64) {
-        // Jump a refresh interval past the minimum, so the next write is one
-        // interval away however often the session is used.
-        let target = now
-            .saturating_add(idle_ms)
-            .saturating_add(self.idle_refresh_ms)
-            .min(state.core.expires_at_ms);
+        let target = self.idle_target(now, idle_ms, state.core.expires_at_ms);
         if target <= current {
             return;
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use redis::{AsyncCommands as _, Script};
 
-use crate::store::{AccessTokenCache, SharedAccessToken, StoreFuture};
+use crate::store::{AccessTokenCache, SharedAccessToken, StoreError, StoreFuture};
 use crate::Secret;
 
 use super::scripts::{DISCARD_TOKEN, UNLOCK};
@@ -43,6 +43,18 @@ impl RedisStore {
     /// ```
     pub fn access_token_lock_key(&self, app_id: &str) -> String {
         format!("{}:at:{{{app_id}}}:lock", self.prefix)
+    }
+
+    /// Runs a compare-and-delete script (one key, one argument): the
+    /// discard of a stale token and the release of the refresh lock.
+    async fn delete_if(&self, script: &Script, key: String, arg: &str) -> Result<(), StoreError> {
+        let _: i64 = on_conn!(self.conn, |c| script
+            .key(&key)
+            .arg(arg)
+            .invoke_async(&mut c)
+            .await)
+        .map_err(err)?;
+        Ok(())
     }
 }
 
@@ -89,16 +101,7 @@ impl AccessTokenCache for RedisStore {
     }
 
     fn discard<'a>(&'a self, app_id: &'a str, token: &'a str) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let script = Script::new(DISCARD_TOKEN);
-            let _: i64 = on_conn!(self.conn, |c| script
-                .key(self.access_token_key(app_id))
-                .arg(token)
-                .invoke_async(&mut c)
-                .await)
-            .map_err(err)?;
-            Ok(())
-        })
+        Box::pin(self.delete_if(&DISCARD_TOKEN, self.access_token_key(app_id), token))
     }
 
     fn try_lock<'a>(
@@ -121,15 +124,6 @@ impl AccessTokenCache for RedisStore {
     }
 
     fn unlock<'a>(&'a self, app_id: &'a str, owner: &'a str) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let script = Script::new(UNLOCK);
-            let _: i64 = on_conn!(self.conn, |c| script
-                .key(self.access_token_lock_key(app_id))
-                .arg(owner)
-                .invoke_async(&mut c)
-                .await)
-            .map_err(err)?;
-            Ok(())
-        })
+        Box::pin(self.delete_if(&UNLOCK, self.access_token_lock_key(app_id), owner))
     }
 }

@@ -149,18 +149,26 @@ return 1
 
 /// Deletes the shared access token if it is still the given one.
 /// The value is `<obtained ms>:<expires ms>:<token>`.
-pub(super) const DISCARD_TOKEN: &str = r"
+pub(super) static DISCARD_TOKEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
 local v = redis.call('GET', KEYS[1])
 if v and string.match(v, '^%d+:%d+:(.*)$') == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
-";
+",
+    )
+});
 
 /// Deletes the refresh lock if the caller still owns it.
-pub(super) const UNLOCK: &str = r"
+pub(super) static UNLOCK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
-";
+",
+    )
+});
