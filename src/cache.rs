@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
 use crate::clock::now_ms;
+use crate::random::random_bytes;
 use crate::session::{SessionContext, SessionState};
 use crate::store::{SessionRecord, SessionStore, StoreError, StoreId};
 use crate::token::SessionId;
@@ -64,10 +65,8 @@ pub(crate) struct RandomKeys {
 
 impl RandomKeys {
     fn new() -> Self {
-        let mut seed = [0u8; 8];
-        getrandom::getrandom(&mut seed).expect("the OS random number generator failed");
         RandomKeys {
-            seed: u64::from_le_bytes(seed),
+            seed: u64::from_le_bytes(random_bytes::<8>()),
         }
     }
 }

@@ -11,6 +11,12 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Seconds since the Unix epoch, by the server clock (WeChat's timestamps).
+#[cfg(any(feature = "mock", feature = "pay"))]
+pub(crate) fn now_secs() -> u64 {
+    now_ms() / 1000
+}
+
 pub(crate) fn ms_to_system_time(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }

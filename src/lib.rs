@@ -20,6 +20,7 @@
 // and that no file of src/ is over 900 lines, config.rs under 750).
 //
 //   secret      Secret: the wrapper whose Debug and Display redact
+//   random      the OS random source: bytes, unbiased alphanumeric strings
 //   clock       the server clock, in ms since the Unix epoch
 //   error       the error table (one macro: codes, statuses, relogin flags,
 //               metric labels, the layer's fixed bodies), Rejection, BuildError
@@ -64,6 +65,7 @@ mod observe;
 #[cfg(feature = "pay")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pay")))]
 pub mod pay;
+mod random;
 mod secret;
 mod session;
 pub mod store;

@@ -25,6 +25,7 @@ use subtle::ConstantTimeEq;
 use http::{header, HeaderMap, HeaderName};
 
 use crate::error::ErrorCode;
+use crate::random::random_bytes;
 use crate::Secret;
 
 /// Format version carried in the first byte.
@@ -133,15 +134,12 @@ impl TokenKeys {
 
     /// A fresh random key for a single-instance deployment.
     pub(crate) fn random_key() -> Secret {
-        let mut bytes = [0u8; 32];
-        getrandom::getrandom(&mut bytes).expect("the OS random number generator failed");
-        Secret::new(hex(&bytes))
+        Secret::new(hex(&random_bytes::<32>()))
     }
 
     /// Mints a token for a new random session id.
     pub(crate) fn mint(&self) -> (SessionId, String) {
-        let mut id = [0u8; ID_LEN];
-        getrandom::getrandom(&mut id).expect("the OS random number generator failed");
+        let id = random_bytes::<ID_LEN>();
         (id, self.token_for(&id))
     }
 

@@ -15,8 +15,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::server::{Reply, ResetConnection};
-use super::state::{hex, random_bytes, Shared};
+use super::state::{hex, Shared};
 use super::*;
+use crate::clock::now_secs;
+use crate::random::random_bytes;
 
 pub(super) async fn jscode2session(shared: &Shared, query: &str) -> Reply {
     shared.calls.fetch_add(1, Ordering::SeqCst);
@@ -250,10 +252,7 @@ pub(super) async fn phone_number(shared: &Shared, req: Request<Incoming>) -> Res
         Ok(n) if as_number => json!(n),
         _ => json!(country_code),
     };
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let timestamp = now_secs();
     wechat_ok(json!({
         "phone_info": {
             "phoneNumber": full,

@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::random::{random_alnum, random_bytes};
 
 /// What the handles and the server tasks share.
 pub(super) struct Shared {
@@ -160,23 +161,7 @@ impl Shared {
 /// 32 random ASCII letters and digits, the shape of a real `wx.login()`
 /// code (about 190 bits).
 pub(super) fn random_code() -> String {
-    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut code = String::with_capacity(32);
-    while code.len() < 32 {
-        for b in random_bytes::<48>() {
-            // 248 = 4 * 62: keeping only bytes below it makes every letter equally likely.
-            if b < 248 && code.len() < 32 {
-                code.push(ALPHABET[usize::from(b % 62)] as char);
-            }
-        }
-    }
-    code
-}
-
-pub(super) fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    getrandom::getrandom(&mut bytes).expect("the OS random number generator failed");
-    bytes
+    random_alnum(32)
 }
 
 pub(super) fn hex(bytes: &[u8]) -> String {

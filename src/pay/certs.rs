@@ -184,7 +184,7 @@ impl WxPay {
         // already trust): verify it before installing anything.
         let signed = verify::signed_headers(&reply.headers)
             .map_err(|e| PayError::unavailable(None, format!("{UNVERIFIED}{e}")))?;
-        verify::check_window(signed.timestamp, super::sign::unix_now())
+        verify::check_window(signed.timestamp, crate::clock::now_secs())
             .map_err(|e| PayError::unavailable(None, format!("{UNVERIFIED}{e}")))?;
         let key = fresh
             .iter()

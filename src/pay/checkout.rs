@@ -36,7 +36,7 @@ impl WxPay {
     /// Signs `wx.requestPayment` arguments for a prepay id, with a fresh
     /// timestamp and nonce (a stored prepay id needs a fresh signature).
     pub async fn request_payment(&self, prepay_id: &str) -> Result<RequestPayment, PayError> {
-        self.request_payment_at(prepay_id, sign::unix_now(), &sign::nonce())
+        self.request_payment_at(prepay_id, crate::clock::now_secs(), &sign::nonce())
             .await
     }
 

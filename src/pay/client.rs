@@ -13,6 +13,7 @@ use super::config::WxPay;
 use super::error::{PayError, UNVERIFIED};
 use super::sign::{self, authorization, request_message, sign_off_worker};
 use super::verify;
+use crate::random::random_bytes;
 
 /// A reply as received.
 pub(crate) struct Reply {
@@ -197,7 +198,7 @@ pub(crate) fn path_segment(s: &str) -> String {
 impl WxPay {
     async fn send_once(&self, method: &str, path: &str, body: &[u8]) -> Result<Reply, PayError> {
         let i = &self.inner;
-        let timestamp = sign::unix_now();
+        let timestamp = crate::clock::now_secs();
         let nonce = sign::nonce();
         let message = request_message(method, path, timestamp, &nonce, body);
         let signature = sign_off_worker(i.key.clone(), message).await?;
@@ -286,7 +287,7 @@ impl WxPay {
         let unverified =
             |e: verify::VerifyError| PayError::unavailable(None, format!("{UNVERIFIED}{e}"));
         let signed = verify::signed_headers(&reply.headers).map_err(unverified)?;
-        verify::check_window(signed.timestamp, sign::unix_now()).map_err(unverified)?;
+        verify::check_window(signed.timestamp, crate::clock::now_secs()).map_err(unverified)?;
         let key = if may_download {
             self.verify_key(signed.serial).await
         } else {
@@ -445,7 +446,5 @@ fn names_misconfiguration(body: &[u8]) -> bool {
 }
 
 fn jitter() -> Duration {
-    let mut b = [0u8; 1];
-    let _ = getrandom::getrandom(&mut b);
-    Duration::from_millis(u64::from(b[0] % 32))
+    Duration::from_millis(u64::from(random_bytes::<1>()[0] % 32))
 }

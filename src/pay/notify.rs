@@ -25,7 +25,6 @@ use super::certs::EncryptedResource;
 use super::client::{Refund, Transaction};
 use super::config::WxPay;
 use super::orders::{MarkPaid, OrderStore};
-use super::sign;
 use super::verify;
 
 /// The largest notification body read (WeChat's are about 1 KiB).
@@ -181,7 +180,7 @@ impl NotifyService {
             }
             _ => unauthorized(e),
         })?;
-        verify::check_window(signed.timestamp, sign::unix_now()).map_err(unauthorized)?;
+        verify::check_window(signed.timestamp, crate::clock::now_secs()).map_err(unauthorized)?;
         let key = self
             .pay
             .verify_key(signed.serial)

@@ -228,5 +228,5 @@ pub fn valid_out_trade_no(s: &str) -> bool {
 /// A fresh `out_trade_no`: `WX` + Unix seconds + 16 random characters (28, all alphanumeric).
 pub fn new_out_trade_no() -> String {
     let rand = super::sign::nonce();
-    format!("WX{}{}", super::sign::unix_now(), &rand[..16])
+    format!("WX{}{}", crate::clock::now_secs(), &rand[..16])
 }

@@ -3,10 +3,10 @@
 //! WeChat Pay signature covers.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::error::PayError;
 use super::keys::MerchantKey;
+use crate::random::random_alnum;
 
 /// The `Authorization` scheme of APIv3.
 pub(crate) const SCHEME: &str = "WECHATPAY2-SHA256-RSA2048";
@@ -71,23 +71,7 @@ pub(crate) fn authorization(
 
 /// 32 random characters of `[0-9A-Za-z]` from the OS CSPRNG.
 pub(crate) fn nonce() -> String {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).expect("the OS random source");
-    // 62 does not divide 256; the bias of `% 62` is under 2^-2 per
-    // character, irrelevant for a nonce that only has to be unique.
-    bytes
-        .iter()
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect()
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    random_alnum(32)
 }
 
 /// Signs on tokio's blocking pool: an RSA-2048 private-key operation takes

@@ -124,7 +124,7 @@ impl FakeWeChatPay {
         let mut plain = super::server::transaction_json(shared, &order);
         edit(&mut plain);
         let body = self.envelope("TRANSACTION.SUCCESS", "transaction", &plain);
-        Some(self.sign_notification(&order.notify_url, body, sign::unix_now()))
+        Some(self.sign_notification(&order.notify_url, body, crate::clock::now_secs()))
     }
 
     /// The paid-transaction notification of an order, as WeChat Pay would send it.
@@ -172,7 +172,7 @@ impl FakeWeChatPay {
             "transaction",
             &json!({"probe": true}),
         );
-        let mut n = self.sign_notification(url, body, sign::unix_now());
+        let mut n = self.sign_notification(url, body, crate::clock::now_secs());
         n.set_header(
             "Wechatpay-Signature",
             format!("WECHATPAY/SIGNTEST/{}", sign::nonce()),
@@ -210,7 +210,7 @@ impl FakeWeChatPay {
             "amount": {"total": total, "refund": amount, "payer_total": total, "payer_refund": amount},
         });
         let body = self.envelope("REFUND.SUCCESS", "refund", &plain);
-        let n = self.sign_notification(&url, body, sign::unix_now());
+        let n = self.sign_notification(&url, body, crate::clock::now_secs());
         n.send().await.map(|(s, _)| s).map_err(|e| e.to_string())
     }
 }

@@ -124,7 +124,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
 }
 
 fn respond(signer: &Signer, answer: Answer, signing: Signing) -> Response<Full<Bytes>> {
-    let timestamp = sign::unix_now().to_string();
+    let timestamp = crate::clock::now_secs().to_string();
     let nonce = sign::nonce();
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
@@ -204,7 +204,7 @@ fn check_authorization(
         return Err("unknown merchant serial_no");
     }
     let ts: u64 = get("timestamp")?.parse().map_err(|_| "bad timestamp")?;
-    if ts.abs_diff(sign::unix_now()) > 300 {
+    if ts.abs_diff(crate::clock::now_secs()) > 300 {
         return Err("timestamp expired");
     }
     let nonce = get("nonce_str")?;
@@ -314,7 +314,7 @@ fn prepay(shared: &Shared, body: &[u8]) -> Answer {
     }
     let id = st.next_id;
     st.next_id += 1;
-    let prepay_id = format!("wx{}{:010}", sign::unix_now(), id);
+    let prepay_id = format!("wx{}{:010}", crate::clock::now_secs(), id);
     st.orders.insert(
         out_trade_no.clone(),
         FakeOrder {
