@@ -27,6 +27,8 @@ use wxlogin::pay::fake::FakeWeChatPay;
 use wxlogin::pay::{MemoryOrders, Order, OrderStore, WxPay};
 use wxlogin::{ErrorCode, Rejection, WxUser};
 
+use super::env;
+
 /// The demo's catalogue: product id → (description, price in fen).
 fn price(product_id: &str) -> Option<(&'static str, i64)> {
     match product_id {
@@ -45,10 +47,6 @@ pub struct PayState {
 /// What `main` keeps alive: the fake (if any) and its control server.
 pub struct Running {
     pub _fake: Option<FakeWeChatPay>,
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 fn read(path_var: &str) -> Result<String, String> {
@@ -162,9 +160,11 @@ async fn get_order(
             "state": o.state.as_str(),
             "total": o.total,
         }))),
-        _ => Err((
+        _ => Err(super::error(
             axum::http::StatusCode::NOT_FOUND,
-            Json(json!({"error": "not_found", "message": "no such order", "relogin": false})),
+            "not_found",
+            "no such order",
+            false,
         )),
     }
 }

@@ -340,7 +340,8 @@ impl WxPay {
     /// One verified call: 2xx with a verified body, or the mapped error.
     async fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Reply, PayError> {
         let reply = self.send_with_retries(method, path, body).await?;
-        // A 500 OPENID_MISMATCH is retried like any 5xx, then mapped.
+        // A misconfiguration code (even on a 5xx, like OPENID_MISMATCH) is not
+        // retried: it is mapped at once.
         if !(200..300).contains(&reply.status) {
             return Err(self.error_reply(&reply).await);
         }

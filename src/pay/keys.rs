@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use ring::rand::SystemRandom;
 use ring::signature::{self, RsaKeyPair, UnparsedPublicKey};
-use x509_cert::der::{Decode as _, Encode as _};
+use x509_cert::der::Decode as _;
 use zeroize::Zeroizing;
 
 /// Why a key did not parse; the builder turns it into a `BuildError`.
@@ -226,16 +226,11 @@ impl Certificate {
             .map(|b| format!("{b:02X}"))
             .collect::<String>();
         let time = |t: x509_cert::time::Time| UNIX_EPOCH + t.to_unix_duration();
-        // Re-encode the SPKI through der to reuse the SPKI path.
-        let spki_der = tbs
-            .subject_public_key_info
-            .to_der()
-            .map_err(|_| KeyError("certificate public key does not encode"))?;
         Ok(Certificate {
             serial,
             not_before: time(tbs.validity.not_before),
             not_after: time(tbs.validity.not_after),
-            key: VerifyKey::from_spki_der(&spki_der)?,
+            key: VerifyKey::from_spki(&tbs.subject_public_key_info)?,
         })
     }
 

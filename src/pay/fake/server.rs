@@ -204,7 +204,7 @@ fn check_authorization(
         return Err("unknown merchant serial_no");
     }
     let ts: u64 = get("timestamp")?.parse().map_err(|_| "bad timestamp")?;
-    if ts.abs_diff(crate::clock::now_secs()) > 300 {
+    if ts.abs_diff(crate::clock::now_secs()) > crate::pay::verify::TIMESTAMP_WINDOW_SECS {
         return Err("timestamp expired");
     }
     let nonce = get("nonce_str")?;
