@@ -601,3 +601,64 @@ async fn secrets_never_reach_the_logs() {
         assert!(!text.contains(line), "a merchant key line is in the logs");
     }
 }
+
+/// A loopback listener that must never be reached: it counts connections.
+async fn trap() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (base, connections)
+}
+
+#[tokio::test]
+async fn a_redirect_from_wechat_pay_is_never_followed() {
+    // A 3xx from the API base would re-send the signed request (the 307 and
+    // 308 with its body) to wherever `Location` points. None is followed:
+    // each is a final `payment_unavailable`, and the target sees nothing.
+    let wxpay = fake().await;
+    for status in [301, 302, 303, 307, 308] {
+        let (target, connections) = trap().await;
+        let redirector = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let location = format!("{target}{}", uri.path());
+            async move {
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    [(axum::http::header::LOCATION, location)],
+                    "",
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, redirector).await });
+        let pay = wxpay
+            .configure(WxPay::builder())
+            .api_base(base)
+            .notify_url(NOTIFY)
+            .deadline(Duration::from_secs(3))
+            .attempt_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let err = pay
+            .prepay(&order(&format!("T2026120200{status}"), 100), "o-bob")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.error_code(),
+            ErrorCode::PaymentUnavailable,
+            "{status}: {err:?}"
+        );
+        assert_eq!(
+            connections.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "{status}: the redirect was followed"
+        );
+    }
+}
