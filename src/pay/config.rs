@@ -304,7 +304,10 @@ impl WxPayBuilder {
                 reason: "must be an http(s) URL",
             });
         }
+        // No redirects, as for WeChat (src/wechat): a 3xx would re-send the
+        // signed request, body and all, to wherever `Location` points.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| BuildError::HttpClient(e.to_string()))?;
