@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-use super::server::accept_loop;
+use super::server::{serve, spawn_server, StopOnDrop};
 use super::state::{Shared, State, PURGE_MIN};
 use super::*;
 
@@ -49,13 +48,7 @@ pub struct FakeWeChat {
 /// Owned by the clones only, so that dropping the last clone stops the server.
 struct Handle {
     shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.stop.send_replace(true);
-    }
+    stop: StopOnDrop,
 }
 
 impl FakeWeChat {
@@ -99,8 +92,8 @@ impl FakeWeChat {
                 phone_codes_purge_at: PURGE_MIN,
             }),
         });
-        let (stop, stopped) = watch::channel(false);
-        tokio::spawn(accept_loop(listener, shared.clone(), stopped));
+        let served = shared.clone();
+        let stop = spawn_server(listener, move |req| serve(served.clone(), req));
         Ok(FakeWeChat {
             handle: Arc::new(Handle { shared, stop }),
         })
@@ -543,7 +536,7 @@ impl FakeWeChat {
     /// # }
     /// ```
     pub fn shutdown(&self) {
-        self.handle.stop.send_replace(true);
+        self.handle.stop.stop();
     }
 }
 

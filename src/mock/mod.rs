@@ -62,7 +62,7 @@ use std::time::Duration;
 
 mod endpoints;
 mod handle;
-mod server;
+pub(crate) mod server;
 mod state;
 
 pub use handle::FakeWeChat;

@@ -2,6 +2,7 @@
 //! to its endpoint.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +19,44 @@ use super::endpoints::{
 };
 use super::state::Shared;
 
+/// Stops a fake's server when dropped: the accept loop ends and open
+/// connections are cut. A fake's handle, shared by its clones, owns it.
+pub(crate) struct StopOnDrop(watch::Sender<bool>);
+
+impl StopOnDrop {
+    /// Stops the server now.
+    pub(crate) fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Serves `handler` over HTTP/1 on `listener` in a task until stopped (the
+/// fake WeChat's and the fake WeChat Pay's server). A handler's error drops
+/// the connection unanswered.
+pub(crate) fn spawn_server<H, F, E>(listener: TcpListener, handler: H) -> StopOnDrop
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(accept_loop(listener, handler, stopped));
+    StopOnDrop(stop)
+}
+
 /// Accepts connections until the server is stopped.
-pub(super) async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
+async fn accept_loop<H, F, E>(listener: TcpListener, handler: H, mut stopped: watch::Receiver<bool>)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
     loop {
         let stream = tokio::select! {
             () = wait_stop(&mut stopped) => return,
@@ -36,10 +69,10 @@ pub(super) async fn accept_loop(
                 }
             },
         };
-        let shared = shared.clone();
+        let handler = handler.clone();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| serve(shared.clone(), req));
+            let service = hyper::service::service_fn(handler);
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -52,7 +85,7 @@ pub(super) async fn accept_loop(
 }
 
 /// Resolves once the server is stopped or every handle is gone.
-pub(super) async fn wait_stop(stopped: &mut watch::Receiver<bool>) {
+async fn wait_stop(stopped: &mut watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 

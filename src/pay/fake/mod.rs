@@ -34,12 +34,14 @@ mod notify;
 mod server;
 
 use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+
+use crate::mock::server::{spawn_server, StopOnDrop};
 
 pub use keys::{
     TEST_API_V3_KEY, TEST_MERCHANT_CERT_PEM, TEST_MERCHANT_KEY_PEM, TEST_MERCHANT_SERIAL,
@@ -117,15 +119,10 @@ impl std::fmt::Debug for FakeWeChatPay {
     }
 }
 
+/// Owned by the clones only, so that dropping the last clone stops the server.
 struct Handle {
     shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.stop.send_replace(true);
-    }
+    _stop: StopOnDrop,
 }
 
 pub(crate) struct Signer {
@@ -216,10 +213,16 @@ impl FakeWeChatPay {
                 next_id: 1,
             }),
         });
-        let (stop, stopped) = watch::channel(false);
-        tokio::spawn(server::accept_loop(listener, shared.clone(), stopped));
+        let served = shared.clone();
+        let stop = spawn_server(listener, move |req| {
+            let shared = served.clone();
+            async move { Ok::<_, Infallible>(server::handle(&shared, req).await) }
+        });
         Ok(FakeWeChatPay {
-            handle: Arc::new(Handle { shared, stop }),
+            handle: Arc::new(Handle {
+                shared,
+                _stop: stop,
+            }),
         })
     }
 

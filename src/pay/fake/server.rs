@@ -1,46 +1,16 @@
 //! The fake's HTTP side: merchant signature checks, the APIv3 routes, and
 //! signed replies.
 
-use std::convert::Infallible;
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use super::{FakeOrder, FakePayFailure, FakeRequest, Shared, Signer};
 use crate::pay::aead;
 use crate::pay::orders::valid_out_trade_no;
 use crate::pay::sign::{self, reply_message, request_message, SCHEME};
-
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopped.changed() => return,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
 
 /// The answer before signing: status and body (empty for 204).
 struct Answer {
@@ -67,7 +37,7 @@ enum Signing {
     None,
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(super) async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = req.method().as_str().to_owned();
     let path = req
         .uri()
