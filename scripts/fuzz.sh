@@ -26,7 +26,7 @@ export RUSTC_BOOTSTRAP=1
 
 seconds="${FUZZ_SECONDS:-30}"
 jobs="${FUZZ_JOBS:-1}"
-all_targets=(token token_header login_body wechat_reply decrypt_json)
+all_targets=(token token_header login_body wechat_reply decrypt_json pay_notification)
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else
