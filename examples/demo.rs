@@ -132,6 +132,7 @@ async fn main() {
         }
         builder = builder.token_key(key);
     }
+    let mut redis = None;
     if let Some(url) = env("WXLOGIN_REDIS_URL") {
         let store = RedisStore::connect(&url)
             .await
@@ -139,7 +140,10 @@ async fn main() {
         tracing::info!("demo: sessions in Redis (shared by every instance)");
         // Logouts reach other instances by pub/sub at once; the short cache
         // TTL bounds staleness should a message be lost.
-        builder = builder.store(store).cache_ttl(Duration::from_secs(5));
+        builder = builder
+            .store(store.clone())
+            .cache_ttl(Duration::from_secs(5));
+        redis = Some(store);
     } else {
         tracing::info!("demo: sessions in memory (set WXLOGIN_REDIS_URL to share them)");
     }
@@ -149,7 +153,7 @@ async fn main() {
             .unwrap_or_else(|_| fail("WXLOGIN_SESSION_TTL must be a number of seconds"));
         builder = builder.session_ttl(Duration::from_secs(secs));
     }
-    let (pay_routes, pay_notify, _pay) = pay::setup(&app_id, &addr.to_string())
+    let (pay_routes, pay_notify, _pay) = pay::setup(&app_id, &addr.to_string(), redis)
         .await
         .unwrap_or_else(|e| fail(&e));
 

@@ -18,6 +18,7 @@
 //! sends the signed, encrypted notification to the notify route.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -25,6 +26,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use wxlogin::pay::fake::FakeWeChatPay;
 use wxlogin::pay::{MemoryOrders, Order, OrderStore, WxPay};
+use wxlogin::store::RedisStore;
 use wxlogin::{ErrorCode, Rejection, WxUser};
 
 use super::env;
@@ -59,6 +61,7 @@ fn read(path_var: &str) -> Result<String, String> {
 pub async fn setup(
     app_id: &str,
     bind: &str,
+    redis: Option<RedisStore>,
 ) -> Result<(Router<()>, wxlogin::pay::NotifyService, Running), String> {
     let notify_url =
         env("WXPAY_NOTIFY_URL").unwrap_or_else(|| format!("http://{bind}/wx/pay/notify"));
@@ -78,6 +81,10 @@ pub async fn setup(
             }
             if env("WXPAY_PLATFORM_CERTIFICATES").as_deref() == Some("1") {
                 b = b.platform_certificates();
+                if let Some(store) = redis {
+                    // One download per refresh for all the instances.
+                    b = b.share_certificates(store, Duration::from_secs(1));
+                }
             }
             if let Some(base) = env("WXPAY_API_BASE") {
                 b = b.api_base(base);

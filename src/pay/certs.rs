@@ -6,12 +6,22 @@
 //! a minute. A download keeps every older certificate that is still valid,
 //! so old and new both verify during a rotation. Downloads are single-flight
 //! per instance: callers that arrive while one runs wait for it and use its
-//! result. (Across instances each downloads for itself; the endpoint allows
-//! 1000 requests a second, so N instances cost N calls per interval.)
+//! result. With [`WxPayBuilder::share_certificates`] they are single-flight
+//! across instances too: one instance takes a lock in the store, downloads,
+//! and shares the list *as WeChat Pay sent it* (still encrypted under the
+//! APIv3 key); the others wait for it and decrypt it themselves. The AES-GCM
+//! tag is what makes the shared copy trustworthy: a store writer without the
+//! APIv3 key cannot make a certificate that decrypts, so a damaged or forged
+//! copy is ignored (and the instance downloads for itself), never installed.
+//!
+//! [`WxPayBuilder::share_certificates`]: super::WxPayBuilder::share_certificates
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
+
+use crate::store::{timed, AccessTokenCache, SessionStore, SharedAccessToken};
+use crate::Secret;
 
 use serde::Deserialize;
 
@@ -24,6 +34,32 @@ use super::verify;
 /// An unknown serial triggers a download at most this often.
 const UNKNOWN_SERIAL_RETRY: Duration = Duration::from_secs(60);
 
+/// How often an instance waiting for another's download looks for it.
+const SHARED_POLL: Duration = Duration::from_millis(50);
+
+/// Where the shared list goes: certificates through the store's shared
+/// value slot.
+pub(crate) struct SharedCertificates {
+    pub(crate) store: Arc<dyn SessionStore>,
+    /// The slot's name (`wxpay-certs:<mchid>`); a Redis store keeps it under
+    /// `<prefix>:at:{wxpay-certs:<mchid>}`.
+    pub(crate) slot: String,
+    /// Bounds each store call.
+    pub(crate) timeout: Duration,
+}
+
+/// What a refresh is for, which says whether a list another instance
+/// shared will do.
+#[derive(Clone, Copy)]
+enum Want<'a> {
+    /// The loaded set is older than the refresh interval.
+    Fresh,
+    /// A serial the loaded set does not know.
+    Serial(&'a str),
+    /// An explicit refresh: only a list obtained after it was asked.
+    Since(u64),
+}
+
 pub(crate) struct KeyRing {
     public_key: Option<(String, VerifyKey)>,
     download: bool,
@@ -33,6 +69,7 @@ pub(crate) struct KeyRing {
     single_flight: tokio::sync::Mutex<()>,
     refresh: Duration,
     downloads: AtomicUsize,
+    shared: Option<SharedCertificates>,
 }
 
 impl KeyRing {
@@ -41,6 +78,7 @@ impl KeyRing {
         download: bool,
         certificates: Vec<Certificate>,
         refresh: Duration,
+        shared: Option<SharedCertificates>,
     ) -> Self {
         KeyRing {
             public_key,
@@ -50,6 +88,7 @@ impl KeyRing {
             single_flight: tokio::sync::Mutex::new(()),
             refresh,
             downloads: AtomicUsize::new(0),
+            shared,
         }
     }
 
@@ -119,7 +158,7 @@ impl WxPay {
         Box::pin(async move {
             let keys = &self.inner.keys;
             if keys.download && keys.since_download().is_none_or(|d| d >= keys.refresh) {
-                let _ = self.refresh_certificates().await;
+                let _ = self.refresh(Want::Fresh).await;
             }
             if let Some(key) = keys.lookup(serial) {
                 return Some(key);
@@ -130,7 +169,7 @@ impl WxPay {
                     .since_download()
                     .is_none_or(|d| d >= UNKNOWN_SERIAL_RETRY)
             {
-                let _ = self.refresh_certificates().await;
+                let _ = self.refresh(Want::Serial(serial)).await;
                 return keys.lookup(serial);
             }
             None
@@ -138,9 +177,15 @@ impl WxPay {
     }
 
     /// Downloads the platform certificates now (single-flight: a caller that
-    /// waited for a running download uses its result). Answers the serials
+    /// waited for a running download uses its result, and with
+    /// [`share_certificates`](super::WxPayBuilder::share_certificates) so
+    /// does an instance that waited for another's). Answers the serials
     /// loaded afterwards.
     pub async fn refresh_certificates(&self) -> Result<Vec<String>, PayError> {
+        self.refresh(Want::Since(crate::clock::now_ms())).await
+    }
+
+    async fn refresh(&self, want: Want<'_>) -> Result<Vec<String>, PayError> {
         let keys = &self.inner.keys;
         let asked = Instant::now();
         let _flight = keys.single_flight.lock().await;
@@ -152,18 +197,144 @@ impl WxPay {
         if done_meanwhile {
             return Ok(keys.serials());
         }
-        let result = self.download_certificates().await;
-        *keys.last_download.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        let result = match &keys.shared {
+            Some(shared) => self.refresh_shared(shared, want).await,
+            None => self
+                .download_certificates()
+                .await
+                .map(|(fresh, _)| (fresh, 0)),
+        };
         match result {
-            Ok(fresh) => {
+            Ok((fresh, age_ms)) => {
+                // A list another instance obtained earlier counts from then.
+                let at = Instant::now();
+                let at = at.checked_sub(Duration::from_millis(age_ms)).unwrap_or(at);
                 keys.install(fresh);
+                *keys.last_download.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
                 Ok(keys.serials())
             }
             Err(e) => {
+                *keys.last_download.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(Instant::now());
                 tracing::warn!(error = %e, "wxlogin::pay: platform certificate download failed");
                 Err(e)
             }
         }
+    }
+
+    /// Through the store: a shared list that will do, or the lock and a
+    /// download that is then shared, or the lock holder's list once it
+    /// appears. Trouble with the store, or a shared list that does not
+    /// decrypt, falls back to downloading directly. Answers the list and
+    /// its age in milliseconds.
+    async fn refresh_shared(
+        &self,
+        shared: &SharedCertificates,
+        want: Want<'_>,
+    ) -> Result<(Vec<Certificate>, u64), PayError> {
+        let Some(cache) = shared.store.access_token_cache() else {
+            return self.download_certificates().await.map(|(f, _)| (f, 0));
+        };
+        let owner = crate::random::random_alnum(24);
+        let give_up_at = crate::clock::now_ms() + self.inner.deadline.as_millis() as u64;
+        loop {
+            match self.shared_list(shared, cache, want).await {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => {}
+                Err(reason) => {
+                    tracing::warn!(%reason, "wxlogin::pay: shared certificates unreadable; downloading directly");
+                    return self.download_certificates().await.map(|(f, _)| (f, 0));
+                }
+            }
+            let lock_ttl = self.inner.deadline + Duration::from_secs(1);
+            match timed(
+                shared.timeout,
+                cache.try_lock(&shared.slot, &owner, lock_ttl),
+            )
+            .await
+            {
+                Ok(true) => return self.download_and_share(shared, cache, &owner).await,
+                Ok(false) => {}
+                Err(reason) => {
+                    tracing::warn!(%reason, "wxlogin::pay: certificate lock unavailable; downloading directly");
+                    return self.download_certificates().await.map(|(f, _)| (f, 0));
+                }
+            }
+            if crate::clock::now_ms() >= give_up_at {
+                tracing::warn!("wxlogin::pay: the instance downloading certificates did not finish; downloading directly");
+                return self.download_certificates().await.map(|(f, _)| (f, 0));
+            }
+            tokio::time::sleep(SHARED_POLL).await;
+        }
+    }
+
+    /// Holding the lock: download, share the body as sent, unlock.
+    async fn download_and_share(
+        &self,
+        shared: &SharedCertificates,
+        cache: &dyn AccessTokenCache,
+        owner: &str,
+    ) -> Result<(Vec<Certificate>, u64), PayError> {
+        let result = self.download_certificates().await;
+        if let Ok((_, body)) = &result {
+            match std::str::from_utf8(body) {
+                Ok(text) => {
+                    let now = crate::clock::now_ms();
+                    let value = SharedAccessToken {
+                        token: Secret::new(text),
+                        obtained_at_ms: now,
+                        expires_at_ms: now + self.inner.keys.refresh.as_millis() as u64,
+                    };
+                    if let Err(reason) =
+                        timed(shared.timeout, cache.put(&shared.slot, &value)).await
+                    {
+                        tracing::warn!(%reason, "wxlogin::pay: sharing the certificates failed");
+                    }
+                }
+                Err(_) => tracing::warn!("wxlogin::pay: certificate list is not UTF-8; not shared"),
+            }
+        }
+        if let Err(reason) = timed(shared.timeout, cache.unlock(&shared.slot, owner)).await {
+            tracing::warn!(%reason, "wxlogin::pay: releasing the certificate lock failed (it expires by itself)");
+        }
+        result.map(|(fresh, _)| (fresh, 0))
+    }
+
+    /// The shared list, decrypted, if it serves `want`.
+    async fn shared_list(
+        &self,
+        shared: &SharedCertificates,
+        cache: &dyn AccessTokenCache,
+        want: Want<'_>,
+    ) -> Result<Option<(Vec<Certificate>, u64)>, String> {
+        let Some(value) = timed(shared.timeout, cache.get(&shared.slot)).await? else {
+            return Ok(None);
+        };
+        let now = crate::clock::now_ms();
+        let age_ms = now.saturating_sub(value.obtained_at_ms);
+        let recent = match want {
+            Want::Fresh | Want::Serial(_) => age_ms < self.inner.keys.refresh.as_millis() as u64,
+            Want::Since(asked_ms) => value.obtained_at_ms >= asked_ms,
+        };
+        if !recent {
+            return Ok(None);
+        }
+        let fresh = match decrypt_certificates(
+            &self.inner.api_v3_key,
+            value.token.expose().as_bytes(),
+        ) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::warn!(error = %e, "wxlogin::pay: the shared certificate list does not decrypt; ignored");
+                return Ok(None);
+            }
+        };
+        if let Want::Serial(serial) = want {
+            if !fresh.iter().any(|c| c.serial.eq_ignore_ascii_case(serial)) {
+                return Ok(None);
+            }
+        }
+        Ok(Some((fresh, age_ms)))
     }
 
     /// How many certificate downloads this client has made.
@@ -171,7 +342,8 @@ impl WxPay {
         self.inner.keys.downloads.load(Ordering::Relaxed)
     }
 
-    async fn download_certificates(&self) -> Result<Vec<Certificate>, PayError> {
+    /// One verified download: the certificates and the body they came in.
+    async fn download_certificates(&self) -> Result<(Vec<Certificate>, bytes::Bytes), PayError> {
         self.inner.keys.downloads.fetch_add(1, Ordering::Relaxed);
         let reply = self
             .send_with_retries("GET", "/v3/certificates", None)
@@ -194,7 +366,7 @@ impl WxPay {
             .ok_or_else(|| PayError::unavailable(None, format!("{UNVERIFIED}unknown serial")))?;
         verify::check_signature(&signed, &reply.body, &key)
             .map_err(|e| PayError::unavailable(None, format!("{UNVERIFIED}{e}")))?;
-        Ok(fresh)
+        Ok((fresh, reply.body))
     }
 }
 

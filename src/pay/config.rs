@@ -6,8 +6,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::certs::KeyRing;
+use super::certs::{KeyRing, SharedCertificates};
 use super::keys::{ApiV3Key, Certificate, KeyError, MerchantKey, VerifyKey};
+use crate::store::SessionStore;
 use crate::{BuildError, Secret};
 
 /// WeChat Pay's API host.
@@ -92,6 +93,7 @@ pub struct WxPayBuilder {
     deadline: Duration,
     attempt_timeout: Duration,
     refresh: Duration,
+    shared: Option<(Arc<dyn SessionStore>, Duration)>,
 }
 
 impl fmt::Debug for WxPayBuilder {
@@ -133,6 +135,7 @@ impl WxPay {
             deadline: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(5),
             refresh: DEFAULT_CERTIFICATE_REFRESH,
+            shared: None,
         }
     }
 
@@ -209,6 +212,26 @@ impl WxPayBuilder {
     /// How often certificates are downloaded again; at most 12 hours.
     pub fn certificate_refresh(mut self, every: Duration) -> Self {
         self.refresh = every;
+        self
+    }
+
+    /// Shares the downloaded platform certificates between instances
+    /// through `store` (a clone of the sessions' [`RedisStore`]), so that
+    /// of N instances one downloads per refresh and the others wait for its
+    /// list: one lock and one value under `<prefix>:at:{wxpay-certs:<mchid>}`
+    /// (the slot the shared WeChat access token uses, named for the
+    /// merchant). The list is shared as WeChat Pay sent it, still encrypted
+    /// under the APIv3 key, and each instance decrypts it itself, so the
+    /// store never holds a usable certificate that WeChat Pay did not issue
+    /// (one that does not decrypt is ignored). Each store call is bounded by
+    /// `store_timeout`; when the store is in trouble, or the lock holder
+    /// does not finish within the [`deadline`](Self::deadline), the instance
+    /// downloads for itself. A store without a shared slot (the memory
+    /// store) changes nothing.
+    ///
+    /// [`RedisStore`]: crate::store::RedisStore
+    pub fn share_certificates(mut self, store: impl SessionStore, store_timeout: Duration) -> Self {
+        self.shared = Some((Arc::new(store), store_timeout));
         self
     }
 
@@ -311,6 +334,11 @@ impl WxPayBuilder {
             .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| BuildError::HttpClient(e.to_string()))?;
+        let shared = self.shared.map(|(store, timeout)| SharedCertificates {
+            store,
+            slot: format!("wxpay-certs:{mchid}"),
+            timeout,
+        });
         Ok(WxPay {
             inner: Arc::new(Inner {
                 mchid,
@@ -323,6 +351,7 @@ impl WxPayBuilder {
                     self.platform_certificates,
                     certificates,
                     self.refresh,
+                    shared,
                 ),
                 api_base: self.api_base,
                 notify_url,

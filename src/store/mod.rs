@@ -29,6 +29,20 @@ use crate::token::SessionId;
 use crate::Secret;
 pub use record::SessionRecord;
 
+/// A store call bounded by `timeout`; errors as log text (for callers that
+/// fall back when the store is in trouble: the shared access token and the
+/// shared payment certificates).
+pub(crate) async fn timed<T>(
+    timeout: std::time::Duration,
+    fut: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the store timed out".to_owned()),
+    }
+}
+
 /// The future a store method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 

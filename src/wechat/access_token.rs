@@ -320,11 +320,7 @@ impl AccessTokenManager {
         &self,
         fut: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
     ) -> Result<T, String> {
-        match tokio::time::timeout(self.store_timeout, fut).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("the store timed out".to_owned()),
-        }
+        crate::store::timed(self.store_timeout, fut).await
     }
 
     /// One `stable_token` call (normal mode).
