@@ -234,27 +234,33 @@ fn decode(segment: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The string at a JSON pointer of a request body; empty when absent (the
+/// checks that follow refuse it).
+fn text_at(v: &Value, pointer: &str) -> String {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The integer at a JSON pointer of a request body; 0 when absent.
+fn number_at(v: &Value, pointer: &str) -> i64 {
+    v.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
 fn prepay(shared: &Shared, body: &[u8]) -> Answer {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return error(400, "PARAM_ERROR", "body is not JSON");
     };
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
     let (appid, mchid, out_trade_no, description, notify_url) = (
-        s("appid"),
-        s("mchid"),
-        s("out_trade_no"),
-        s("description"),
-        s("notify_url"),
+        text_at(&v, "/appid"),
+        text_at(&v, "/mchid"),
+        text_at(&v, "/out_trade_no"),
+        text_at(&v, "/description"),
+        text_at(&v, "/notify_url"),
     );
-    let total = v
-        .pointer("/amount/total")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    let openid = v
-        .pointer("/payer/openid")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let total = number_at(&v, "/amount/total");
+    let openid = text_at(&v, "/payer/openid");
     if mchid != shared.mchid {
         return error(400, "MCH_NOT_EXISTS", "商户号不存在");
     }
@@ -360,24 +366,10 @@ fn refund(shared: &Shared, body: &[u8]) -> Answer {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return error(400, "PARAM_ERROR", "body is not JSON");
     };
-    let no = v
-        .get("out_trade_no")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let refund_no = v
-        .get("out_refund_no")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let amount = v
-        .pointer("/amount/refund")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    let total = v
-        .pointer("/amount/total")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
+    let no = text_at(&v, "/out_trade_no");
+    let refund_no = text_at(&v, "/out_refund_no");
+    let amount = number_at(&v, "/amount/refund");
+    let total = number_at(&v, "/amount/total");
     let notify_url = v
         .get("notify_url")
         .and_then(Value::as_str)
