@@ -29,6 +29,12 @@
 //!   file its field, file name, size and SHA-256 (so a client can check what
 //!   arrived).
 //!
+//! The app's own login (DESIGN.md "The app's own login"): the login answer
+//! adds `user_id` (stable per openid) and `is_new` (first login only); a
+//! first login's `{"code", "invite": "X"}` is kept and `GET /api/me` shows
+//! `"invite"`; `POST /api/sessions` issues one more session for the
+//! signed-in user → `{"token", "expires_in"}`.
+//!
 //! With the fake WeChat, `POST {fake}/_fake/wx.login` makes a login code and
 //! `POST {fake}/_fake/phone_code` a phone-number code (the log says how).
 //!
@@ -43,6 +49,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -51,16 +58,21 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use wxlogin::mock::FakeWeChat;
 use wxlogin::store::RedisStore;
-use wxlogin::{Identity, PhoneInfo, WeChatApiError, WxLogin, WxSession, WxUser};
+use wxlogin::{
+    Identity, IssuedSession, LoginOk, PhoneInfo, Rejection, WeChatApiError, WxLogin, WxSession,
+    WxUser,
+};
 
 #[path = "demo/pay.rs"]
 mod pay;
 
-/// What the demo app keeps about a user: a number given at first login.
+/// What the demo app keeps about a user: a number given at first login,
+/// and the invite code that first login brought (`{"code", "invite"}`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct DemoUser {
     user_id: u64,
     first_login_unix: u64,
+    invite: Option<String>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -163,14 +175,20 @@ async fn main() {
             async move {
                 let mut users = users.lock().unwrap();
                 let next = users.len() as u64 + 1;
-                let user = users.entry(who.openid).or_insert_with(|| DemoUser {
+                let is_new = !users.contains_key(&who.openid);
+                // A first login's invite code is kept; later ones are ignored.
+                let invite = who.fields.get("invite").and_then(|v| v.as_str());
+                let user = users.entry(who.openid.clone()).or_insert_with(|| DemoUser {
                     user_id: next,
                     first_login_unix: SystemTime::now()
                         .duration_since(UNIX_EPOCH)
                         .map(|d| d.as_secs())
                         .unwrap_or(0),
+                    invite: invite.map(|i| i.chars().take(64).collect()),
                 });
-                Ok(user.clone())
+                Ok(LoginOk::new(user.clone())
+                    .reply("user_id", user.user_id)
+                    .reply("is_new", is_new))
             }
         })
         .build()
@@ -183,6 +201,10 @@ async fn main() {
         .route("/api/decrypt", post(decrypt))
         .route("/api/werun", post(werun))
         .route("/api/upload", post(upload))
+        .route(
+            "/api/sessions",
+            post(another_session).with_state(wx.clone()),
+        )
         .merge(pay_routes)
         .layer(wx.layer())
         .route_service("/wx/login", wx.login_service())
@@ -190,7 +212,7 @@ async fn main() {
         .route_service("/wx/pay/notify", pay_notify);
 
     println!("listening on http://{addr}");
-    tracing::info!("demo: routes POST /wx/login, POST /wx/logout, GET /api/me, GET /api/check, POST /api/phone, POST /api/decrypt, POST /api/werun, POST /api/upload, POST /api/pay/orders, GET /api/pay/orders/{{out_trade_no}}, POST /wx/pay/notify");
+    tracing::info!("demo: routes POST /wx/login, POST /wx/logout, GET /api/me, GET /api/check, POST /api/phone, POST /api/decrypt, POST /api/werun, POST /api/upload, POST /api/sessions, POST /api/pay/orders, GET /api/pay/orders/{{out_trade_no}}, POST /wx/pay/notify");
     // With each connection's peer address, the key of the per-client login limits.
     axum::serve(
         listener,
@@ -209,7 +231,30 @@ async fn me(user: WxUser<DemoUser>) -> Json<serde_json::Value> {
         "unionid": user.unionid(),
         "user_id": user.user_id,
         "first_login_unix": user.first_login_unix,
+        "invite": user.invite,
     }))
+}
+
+/// `POST /api/sessions`: one more session for the signed-in user (to hand
+/// the login to a web-view page, say), `{"token", "expires_in"}`; the same
+/// call issues sessions for a login the app verified itself (SMS, password).
+async fn another_session(
+    State(wx): State<WxLogin<DemoUser>>,
+    user: WxUser<DemoUser>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<IssuedSession>, Rejection> {
+    let mut who = Identity::new(user.openid()).with_app_id(user.app_id());
+    if let Some(unionid) = user.unionid() {
+        who = who.with_unionid(unionid);
+    }
+    if let Some(ua) = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        who = who.with_user_agent(ua);
+    }
+    let issued = wx.issue_session(who, user.data().clone()).await?;
+    Ok(Json(issued))
 }
 
 /// An error in the crate's wire format `{"error","message","relogin"}`.

@@ -14,7 +14,7 @@ use crate::cache::SessionCache;
 use crate::engine::{Engine, Hook};
 use crate::error::{BuildError, LoginError, Rejection};
 use crate::handle::WxLogin;
-use crate::session::{Identity, SessionContext};
+use crate::session::{Identity, LoginOutput, SessionContext};
 use crate::store::{MemoryStore, SessionStore};
 use crate::token::TokenSource;
 use crate::wechat::WeChatApi;
@@ -83,7 +83,7 @@ impl WxLoginBuilder<()> {
     pub(crate) fn new() -> Self {
         WxLoginBuilder {
             settings: Settings::default(),
-            hook: Arc::new(|_| Box::pin(std::future::ready(Ok(())))),
+            hook: Arc::new(|_| Box::pin(std::future::ready(Ok(((), serde_json::Map::new()))))),
         }
     }
 }
@@ -546,9 +546,14 @@ impl<T> WxLoginBuilder<T> {
         self
     }
 
-    /// The login hook: sees who WeChat says logged in and returns the app's
-    /// own user data (stored in the session, handed to handlers as
-    /// `WxUser<U>`), or refuses with [`LoginError`].
+    /// The login hook: sees who WeChat says logged in, with the login
+    /// body's other fields, the client's address and `User-Agent`
+    /// ([`Identity`]), and returns the app's own user data (stored in the
+    /// session, handed to handlers as `WxUser<U>`), or a [`LoginOk`] with
+    /// that data and fields for the login answer; or refuses with
+    /// [`LoginError`].
+    ///
+    /// [`LoginOk`]: crate::LoginOk
     ///
     /// ```
     /// use serde::{Deserialize, Serialize};
@@ -566,14 +571,18 @@ impl<T> WxLoginBuilder<T> {
     ///     .build().unwrap();
     /// # let _ = wx;
     /// ```
-    pub fn on_login<U, F, Fut>(self, hook: F) -> WxLoginBuilder<U>
+    pub fn on_login<O, F, Fut>(self, hook: F) -> WxLoginBuilder<O::Data>
     where
+        O: LoginOutput,
         F: Fn(Identity) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<U, LoginError>> + Send + 'static,
+        Fut: Future<Output = Result<O, LoginError>> + Send + 'static,
     {
         WxLoginBuilder {
             settings: self.settings,
-            hook: Arc::new(move |who| Box::pin(hook(who))),
+            hook: Arc::new(move |who| {
+                let answer = hook(who);
+                Box::pin(async move { answer.await.map(LoginOutput::into_parts) })
+            }),
         }
     }
 

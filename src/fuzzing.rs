@@ -110,7 +110,7 @@ pub fn parse_login_body(body: &[u8]) -> Result<String, &'static str> {
 /// The login code and the optional `appid` (which mini program) in a login
 /// request body, or the `bad_request` message.
 pub fn parse_login_request(body: &[u8]) -> Result<(String, Option<String>), &'static str> {
-    crate::engine::login::parse_login_request(body)
+    crate::engine::login::parse_login_request(body).map(|login| (login.code, login.appid))
 }
 
 /// What the login route makes of one `code2Session` reply body.

@@ -10,8 +10,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::engine::Engine;
+use crate::error::Rejection;
 use crate::layer::WxLoginLayer;
 use crate::login::{LoginService, LogoutService};
+use crate::session::Identity;
 use crate::store::{SessionStore, StoreError};
 use crate::wechat::{PhoneInfo, WeChatApiError};
 use crate::Secret;
@@ -363,6 +365,84 @@ where
     /// ```
     pub async fn revoke_user(&self, openid: &str) -> Result<usize, StoreError> {
         self.engine.revoke_user(openid).await
+    }
+
+    /// Issues a session for an identity the app has verified itself (an
+    /// SMS code, a password, an official-account OAuth, a hand-off to a
+    /// web-view page): the same token format, layer, caps and revocation
+    /// as a WeChat login, with the app's `data`. `who.openid` is the key
+    /// that [`revoke_user`](Self::revoke_user) and the per-user cap go by:
+    /// give a user's WeChat openid and one revoke ends all their sessions.
+    /// The session has no WeChat `session_key` (the user's newest one, from
+    /// their last WeChat login, is kept as it was). Answers the token and
+    /// its lifetime; a store failure is `store_unavailable` (503), an
+    /// `openid` that is empty or over 128 bytes, an unknown app id or data
+    /// that does not serialize is `misconfigured`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{body::Body, routing::get, Router};
+    /// use http::{Request, StatusCode};
+    /// use tower::ServiceExt as _;
+    /// use wxlogin::{Identity, WxLogin, WxUser};
+    ///
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .on_login(|_who: Identity| async move { Ok(String::new()) })
+    ///     .build()?;
+    /// // The app checked an SMS code for +86 138 0013 8000, whose account is "u42".
+    /// let issued = wx.issue_session(Identity::new("u42"), "sms".to_owned()).await?;
+    /// assert_eq!(issued.expires_in(), 7 * 24 * 3600);
+    ///
+    /// let app = Router::new()
+    ///     .route("/api/me", get(|user: WxUser<String>| async move { format!("{} via {}", user.openid(), *user) }))
+    ///     .layer(wx.layer());
+    /// let me = Request::get("/api/me")
+    ///     .header("authorization", format!("Bearer {}", issued.token()))
+    ///     .body(Body::empty())?;
+    /// let res = app.oneshot(me).await?;
+    /// assert_eq!(res.status(), StatusCode::OK);
+    ///
+    /// assert_eq!(wx.revoke_user("u42").await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn issue_session(&self, who: Identity, data: T) -> Result<IssuedSession, Rejection> {
+        let token = self.engine.issue(who, data).await?;
+        Ok(IssuedSession {
+            token,
+            expires_in: self.engine.session_ttl.as_secs(),
+        })
+    }
+}
+
+/// A session [`WxLogin::issue_session`] issued: the token to hand to the
+/// client and its lifetime. Serializes as `{"token", "expires_in"}`, the
+/// login answer's fields; `Debug` does not show the token.
+#[derive(Clone, Serialize)]
+pub struct IssuedSession {
+    token: String,
+    expires_in: u64,
+}
+
+impl IssuedSession {
+    /// The token, for `Authorization: Bearer …`.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Seconds until the session ends (its lifetime; an idle timeout may end it sooner).
+    pub fn expires_in(&self) -> u64 {
+        self.expires_in
+    }
+}
+
+impl std::fmt::Debug for IssuedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedSession")
+            .field("token", &"[redacted]")
+            .field("expires_in", &self.expires_in)
+            .finish()
     }
 }
 

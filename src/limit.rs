@@ -129,15 +129,21 @@ pub(crate) type ClientKeyFn = Arc<dyn Fn(&Parts) -> Option<ClientKey> + Send + S
 /// `std::net::SocketAddr` (what a hyper app inserts), or axum's
 /// `ConnectInfo<SocketAddr>` (from `into_make_service_with_connect_info`).
 pub(crate) fn peer_key(parts: &Parts) -> Option<ClientKey> {
+    peer_addr(parts).map(ClientKey::from)
+}
+
+/// The peer address the server put in the extensions: a `SocketAddr`, or
+/// axum's `ConnectInfo<SocketAddr>`.
+pub(crate) fn peer_addr(parts: &Parts) -> Option<SocketAddr> {
     if let Some(addr) = parts.extensions.get::<SocketAddr>() {
-        return Some((*addr).into());
+        return Some(*addr);
     }
     #[cfg(feature = "axum")]
     if let Some(info) = parts
         .extensions
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
     {
-        return Some(info.0.into());
+        return Some(info.0);
     }
     None
 }

@@ -2,16 +2,22 @@
 //! (the stored form is [`SessionRecord`](crate::store::SessionRecord)).
 
 use std::any::Any;
+use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use serde::Serialize;
 
 use crate::error::Renderer;
 use crate::store::{SessionRecord, SessionStore, StoreId};
 use crate::wechat::WeChatApi;
 use crate::Secret;
 
-/// Who WeChat says logged in; what a login hook sees.
+/// Who WeChat says logged in, and what the login request said besides the
+/// code; what a login hook sees. Also what [`WxLogin::issue_session`] takes
+/// for a login the app verified itself (build one with [`Identity::new`]).
 ///
 /// ```
 /// use wxlogin::{Identity, WxLogin};
@@ -19,21 +25,195 @@ use crate::Secret;
 ///     .app_id("wx1").app_secret("s")
 ///     .on_login(|who: Identity| async move {
 ///         // `who.unionid` is set when the app is bound to an Open Platform account.
-///         Ok(format!("{}@{}", who.openid, who.app_id))
+///         let invite = who.fields.get("invite").and_then(|v| v.as_str()).map(str::to_owned);
+///         Ok(format!("{}@{} invited by {invite:?} from {:?}", who.openid, who.app_id, who.ip))
 ///     })
 ///     .build()?;
 /// # let _ = wx;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// [`WxLogin::issue_session`]: crate::WxLogin::issue_session
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Identity {
-    /// The user's id within this mini program.
+    /// The user's id within this mini program (for a session the app issues
+    /// itself, the key its revocation and caps go by).
     pub openid: String,
     /// The user's id across the apps of one WeChat open platform account, when bound.
     pub unionid: Option<String>,
     /// The mini program the user logged in to.
     pub app_id: String,
+    /// The login body's other fields: everything but `code` and `appid`
+    /// (an invite code, a scene, a phone code), as the client sent them.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// The client's address, when the server provides connection info
+    /// (axum's `ConnectInfo<SocketAddr>`, or a `SocketAddr` in the request
+    /// extensions, which a middleware behind a trusted proxy can set from
+    /// `X-Forwarded-For`).
+    pub ip: Option<IpAddr>,
+    /// The `User-Agent` header, when it is text; at most
+    /// [`USER_AGENT_MAX`](Self::USER_AGENT_MAX) bytes (longer is cut at a
+    /// character boundary).
+    pub user_agent: Option<String>,
+}
+
+impl Identity {
+    /// Longest `User-Agent` kept, in bytes.
+    pub const USER_AGENT_MAX: usize = 256;
+
+    /// An identity the app has verified itself (an SMS code, a password,
+    /// an official-account OAuth), for [`WxLogin::issue_session`]: `openid`
+    /// is the key the session's revocation and caps go by (give a user's
+    /// WeChat openid, and one `revoke_user` ends every session of theirs).
+    /// The app is the default one unless [`with_app_id`](Self::with_app_id).
+    ///
+    /// ```
+    /// let who = wxlogin::Identity::new("o-alice").with_user_agent("Mozilla/5.0");
+    /// assert_eq!(who.openid, "o-alice");
+    /// assert!(who.app_id.is_empty() && who.unionid.is_none());
+    /// ```
+    ///
+    /// [`WxLogin::issue_session`]: crate::WxLogin::issue_session
+    pub fn new(openid: impl Into<String>) -> Self {
+        Identity {
+            openid: openid.into(),
+            unionid: None,
+            app_id: String::new(),
+            fields: serde_json::Map::new(),
+            ip: None,
+            user_agent: None,
+        }
+    }
+
+    /// With a unionid.
+    pub fn with_unionid(mut self, unionid: impl Into<String>) -> Self {
+        self.unionid = Some(unionid.into());
+        self
+    }
+
+    /// For this configured mini program instead of the default one.
+    pub fn with_app_id(mut self, app_id: impl Into<String>) -> Self {
+        self.app_id = app_id.into();
+        self
+    }
+
+    /// With the client's address.
+    pub fn with_ip(mut self, ip: IpAddr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+
+    /// With the client's `User-Agent` (cut to [`USER_AGENT_MAX`](Self::USER_AGENT_MAX) bytes).
+    pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = Some(cut(user_agent.into(), Self::USER_AGENT_MAX));
+        self
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub(crate) fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// The reply fields a login answer always has; a hook's fields by these
+/// names are dropped (with a warning).
+pub(crate) const RESERVED_REPLY_FIELDS: [&str; 4] = ["token", "expires_in", "openid", "unionid"];
+
+/// A login hook's answer with fields for the login reply: the session's
+/// data, plus what the mini program should see in the login answer (the
+/// app's `user_id`, an `is_new` flag). A hook that returns only the data
+/// needs none of this.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use wxlogin::{Identity, LoginOk, WxLogin};
+///
+/// #[derive(Clone, Serialize, Deserialize)]
+/// struct Account { user_id: u64 }
+///
+/// let wx = WxLogin::builder()
+///     .app_id("wx1").app_secret("s")
+///     .on_login(|who: Identity| async move {
+///         let account = Account { user_id: 7 };
+///         Ok(LoginOk::new(account.clone())
+///             .reply("user_id", account.user_id)
+///             .reply("is_new", true))
+///     })
+///     .build()?;
+/// # let _ = wx;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub struct LoginOk<U> {
+    data: U,
+    reply: serde_json::Map<String, serde_json::Value>,
+}
+
+impl<U> LoginOk<U> {
+    /// The session's data, with no reply fields yet.
+    pub fn new(data: U) -> Self {
+        LoginOk {
+            data,
+            reply: serde_json::Map::new(),
+        }
+    }
+
+    /// Adds a field to the login answer. `token`, `expires_in`, `openid`
+    /// and `unionid` are the crate's and are never overridden: a field by
+    /// one of these names is dropped, with a warning. A value that does not
+    /// serialize to JSON is dropped the same way.
+    pub fn reply(mut self, name: impl Into<String>, value: impl Serialize) -> Self {
+        let name = name.into();
+        match serde_json::to_value(value) {
+            Ok(value) => {
+                self.reply.insert(name, value);
+            }
+            Err(e) => {
+                tracing::warn!(field = %name, error = %e, "wxlogin: a login reply field does not serialize; dropped")
+            }
+        }
+        self
+    }
+}
+
+impl<U: fmt::Debug> fmt::Debug for LoginOk<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginOk")
+            .field("data", &self.data)
+            .field("reply", &self.reply)
+            .finish()
+    }
+}
+
+/// What a login hook may return: the session's data alone (any
+/// `Serialize` type), or a [`LoginOk`] with fields for the login answer.
+pub trait LoginOutput: Send + 'static {
+    /// The session's data type (`WxUser<Data>` in handlers).
+    type Data;
+    /// The data and the reply fields.
+    fn into_parts(self) -> (Self::Data, serde_json::Map<String, serde_json::Value>);
+}
+
+impl<U: Serialize + Send + 'static> LoginOutput for U {
+    type Data = U;
+    fn into_parts(self) -> (U, serde_json::Map<String, serde_json::Value>) {
+        (self, serde_json::Map::new())
+    }
+}
+
+impl<U: Send + 'static> LoginOutput for LoginOk<U> {
+    type Data = U;
+    fn into_parts(self) -> (U, serde_json::Map<String, serde_json::Value>) {
+        (self.data, self.reply)
+    }
 }
 
 /// What every resolved session of one [`WxLogin`](crate::WxLogin) shares:

@@ -418,6 +418,88 @@ async fn demo_login_me_logout_contract() {
     assert_eq!(status, 200);
 }
 
+/// DESIGN.md "The app's own login": `user_id` and `is_new` in the login
+/// answer, a first login's invite on `/api/me`, and `POST /api/sessions`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_app_login_reply_fields_invite_and_another_session() {
+    let demo = Example::start("demo", &[]);
+    let client = client();
+
+    // First login with an invite: is_new, a user_id, the invite kept.
+    let code = demo.mint(&client, "o-inv", None).await;
+    let res = client
+        .post(format!("{}/wx/login", demo.base))
+        .json(&json!({ "code": code, "invite": "X" }))
+        .send()
+        .await
+        .unwrap();
+    let (status, first) = status_json(res).await;
+    assert_eq!(status, 200, "{first}");
+    assert_login_reply(&first, "o-inv", None, WEEK_SECS);
+    assert_eq!(first["is_new"], true, "{first}");
+    let user_id = first["user_id"].as_u64().expect("a user_id");
+    let (_, me) = demo.me_json(&client, first["token"].as_str()).await;
+    assert_eq!(me["invite"], "X", "{me}");
+    assert_eq!(me["user_id"], user_id);
+
+    // Second login, another invite: not new, the same user_id, the first invite.
+    let code = demo.mint(&client, "o-inv", None).await;
+    let res = client
+        .post(format!("{}/wx/login", demo.base))
+        .json(&json!({ "code": code, "invite": "Y" }))
+        .send()
+        .await
+        .unwrap();
+    let (status, again) = status_json(res).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["is_new"], false);
+    assert_eq!(again["user_id"], user_id);
+    let token = again["token"].as_str().unwrap();
+    let (_, me) = demo.me_json(&client, Some(token)).await;
+    assert_eq!(me["invite"], "X");
+
+    // No invite: null.
+    let other = demo.login(&client, "o-noinv", None).await;
+    assert_ne!(other["user_id"], user_id);
+    let (_, me) = demo.me_json(&client, other["token"].as_str()).await;
+    assert!(me.as_object().unwrap().contains_key("invite"), "{me}");
+    assert_eq!(me["invite"], Value::Null);
+
+    // One more session for the signed-in user: a new token of the same user.
+    let res = client
+        .post(format!("{}/api/sessions", demo.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let (status, issued) = status_json(res).await;
+    assert_eq!(status, 200, "{issued}");
+    let mut keys: Vec<&String> = issued.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["expires_in", "token"]);
+    assert_eq!(issued["expires_in"], WEEK_SECS);
+    let web = issued["token"].as_str().unwrap();
+    assert_ne!(web, token);
+    let (status, me) = demo.me_json(&client, Some(web)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&me["openid"], &me["user_id"]),
+        (&json!("o-inv"), &json!(user_id))
+    );
+    // Without a session: 401, nothing issued.
+    let res = client
+        .post(format!("{}/api/sessions", demo.base))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_json(res).await;
+    assert_error(status, &body, 401, "missing_token");
+    // Logging the new one out leaves the first.
+    assert_eq!(demo.logout(&client, web).await, 204);
+    assert_eq!(demo.me_json(&client, Some(web)).await.0, 401);
+    assert_eq!(demo.me_json(&client, Some(token)).await.0, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_session_ttl_from_env_expires_sessions() {
     let demo = Example::start("demo", &[("WXLOGIN_SESSION_TTL", "2")]);

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::{App, Engine};
 use crate::error::{refusals, ErrorCode, LoginError, Rejection};
 use crate::limit::{ClientKey, Refused};
-use crate::session::Identity;
+use crate::session::{Identity, RESERVED_REPLY_FIELDS};
 use crate::wechat::WeChatError;
 
 /// The error of a request body, boxed.
@@ -100,12 +100,20 @@ pub(crate) mod body_messages {
 /// route itself uses [`parse_login_request`].)
 #[cfg(feature = "fuzzing")]
 pub(crate) fn parse_login_body(body: &[u8]) -> Result<String, &'static str> {
-    parse_login_request(body).map(|(code, _)| code)
+    parse_login_request(body).map(|login| login.code)
 }
 
-/// The code and the optional `appid` (which mini program, for a backend
-/// serving several) from a login body.
-pub(crate) fn parse_login_request(body: &[u8]) -> Result<(String, Option<String>), &'static str> {
+/// A login body, read.
+pub(crate) struct LoginRequest {
+    pub(crate) code: String,
+    /// Which mini program, for a backend serving several.
+    pub(crate) appid: Option<String>,
+    /// Every other field, for the hook.
+    pub(crate) fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The code, the optional `appid` and the other fields of a login body.
+pub(crate) fn parse_login_request(body: &[u8]) -> Result<LoginRequest, &'static str> {
     let mut parsed: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(body).map_err(|_| body_messages::NOT_JSON)?;
     let appid = match parsed.remove("appid") {
@@ -123,15 +131,45 @@ pub(crate) fn parse_login_request(body: &[u8]) -> Result<(String, Option<String>
         }
         Some(_) => return Err(body_messages::CODE_NOT_STRING),
     };
-    Ok((code, appid))
+    Ok(LoginRequest {
+        code,
+        appid,
+        fields: parsed,
+    })
 }
 
-#[derive(Serialize)]
-struct LoginReply<'a> {
-    token: &'a str,
+/// The `User-Agent` of a request, when it is UTF-8 text, cut to
+/// [`Identity::USER_AGENT_MAX`] bytes.
+pub(crate) fn user_agent(headers: &http::HeaderMap) -> Option<String> {
+    let text = std::str::from_utf8(headers.get(header::USER_AGENT)?.as_bytes()).ok()?;
+    Some(crate::session::cut(
+        text.to_owned(),
+        Identity::USER_AGENT_MAX,
+    ))
+}
+
+/// The login answer: the hook's fields, then the crate's four, which no
+/// hook field overrides (one by their names is dropped, with a warning).
+fn login_reply(
+    mut fields: serde_json::Map<String, serde_json::Value>,
+    token: &str,
     expires_in: u64,
-    openid: &'a str,
-    unionid: Option<&'a str>,
+    openid: &str,
+    unionid: Option<&str>,
+) -> Vec<u8> {
+    for name in RESERVED_REPLY_FIELDS {
+        if fields.remove(name).is_some() {
+            tracing::warn!(
+                field = name,
+                "wxlogin: the login hook's reply field would override the crate's; dropped"
+            );
+        }
+    }
+    fields.insert("token".into(), token.into());
+    fields.insert("expires_in".into(), expires_in.into());
+    fields.insert("openid".into(), openid.into());
+    fields.insert("unionid".into(), unionid.into());
+    serde_json::to_vec(&fields).expect("a JSON map serializes")
 }
 
 impl<T> Engine<T>
@@ -155,9 +193,14 @@ where
         }
         let (parts, body) = req.into_parts();
         let client = self.client_key(&parts)?;
+        let ip = crate::limit::peer_addr(&parts).map(|a| a.ip());
+        let user_agent = user_agent(&parts.headers);
         let body = self.read_body(Request::from_parts(parts, body)).await?;
-        let (code, appid) =
-            parse_login_request(&body).map_err(|msg| self.reject(ErrorCode::BadRequest, msg))?;
+        let LoginRequest {
+            code,
+            appid,
+            fields,
+        } = parse_login_request(&body).map_err(|msg| self.reject(ErrorCode::BadRequest, msg))?;
         let app = self.pick_app(route_app, appid.as_deref())?;
 
         // After the body: a bad request uses none of the limits.
@@ -196,6 +239,9 @@ where
             openid: who.openid.clone(),
             unionid: who.unionid.clone(),
             app_id: app.app_id.clone(),
+            fields,
+            ip,
+            user_agent,
         };
         // A panicking hook is an app bug: answer 500 rather than drop the
         // connection, whether the closure panics or the future it returned.
@@ -209,7 +255,7 @@ where
             .catch_unwind()
             .await
             .map_err(|_| hook_panicked())?;
-        let data = hooked.map_err(|e| match e {
+        let (data, reply_fields) = hooked.map_err(|e| match e {
             LoginError::Refused(msg) => {
                 Rejection::new(ErrorCode::LoginRefused, msg).with_renderer(self.renderer())
             }
@@ -245,13 +291,13 @@ where
                 self.reject_fixed(&refusals::STORE_DOWN)
             })?;
 
-        let body = serde_json::to_vec(&LoginReply {
-            token: &token,
-            expires_in: self.session_ttl.as_secs(),
-            openid: &state.core.openid,
-            unionid: state.core.unionid.as_deref(),
-        })
-        .expect("the login reply serializes");
+        let body = login_reply(
+            reply_fields,
+            &token,
+            self.session_ttl.as_secs(),
+            &state.core.openid,
+            state.core.unionid.as_deref(),
+        );
         tracing::info!(outcome = "ok", wechat_ms, "wxlogin: login");
         let mut res = Response::new(Full::new(Bytes::from(body)));
         let h = res.headers_mut();
@@ -261,6 +307,51 @@ where
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Ok(res)
+    }
+
+    /// A session for an identity the app verified itself: the same token,
+    /// record, caps and revocation as a WeChat login, with no WeChat
+    /// `session_key`. Answers the token.
+    pub(crate) async fn issue(&self, who: Identity, data: T) -> Result<String, Rejection> {
+        if who.openid.is_empty() || who.openid.len() > 128 {
+            return Err(self.reject(
+                ErrorCode::Misconfigured,
+                "a session needs a user id (openid) of 1 to 128 bytes",
+            ));
+        }
+        let app_id = if who.app_id.is_empty() {
+            self.apps[0].app_id.clone()
+        } else if self.apps.iter().any(|a| a.app_id == who.app_id) {
+            who.app_id
+        } else {
+            return Err(self.reject(
+                ErrorCode::Misconfigured,
+                "the session's app id is not a mini program this login serves",
+            ));
+        };
+        let data_json = serde_json::to_vec(&data).map_err(|e| {
+            tracing::error!(error = %e, "wxlogin: the issued session's data does not serialize");
+            self.reject(
+                ErrorCode::Misconfigured,
+                "the server cannot store this session",
+            )
+        })?;
+        let (token, _) = self
+            .create_session(
+                app_id,
+                who.openid,
+                who.unionid,
+                crate::Secret::new(""),
+                data_json,
+                data,
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "wxlogin: issuing a session failed");
+                self.reject_fixed(&refusals::STORE_DOWN)
+            })?;
+        tracing::info!(outcome = "ok", "wxlogin: session issued");
+        Ok(token)
     }
 
     /// The body, at most `body_limit` bytes of it; over that, `413`.

@@ -29,8 +29,11 @@ mod resolve;
 
 pub(crate) use resolve::Freshness;
 
-type HookFuture<T> = Pin<Box<dyn Future<Output = Result<T, LoginError>> + Send>>;
-/// The app's login hook, boxed: sees who logged in, returns the app's data.
+/// What a hook answers: the session's data and the login reply's extra fields.
+pub(crate) type HookOutput<T> = (T, serde_json::Map<String, serde_json::Value>);
+type HookFuture<T> = Pin<Box<dyn Future<Output = Result<HookOutput<T>, LoginError>> + Send>>;
+/// The app's login hook, boxed: sees who logged in, returns the app's data
+/// and any reply fields.
 pub(crate) type Hook<T> = Arc<dyn Fn(Identity) -> HookFuture<T> + Send + Sync>;
 
 /// One mini program the backend serves.

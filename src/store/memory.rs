@@ -271,7 +271,9 @@ impl SessionStore for MemoryStore {
             sessions.remove(i);
         }
         user.ids.push(id);
-        user.key = Some((record.session_key, record.expires_at_ms));
+        if !record.session_key.expose().is_empty() {
+            user.key = Some((record.session_key, record.expires_at_ms));
+        }
         sessions.insert(id, bytes);
         Box::pin(std::future::ready(Ok(ended)))
     }

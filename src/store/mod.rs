@@ -286,7 +286,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// `max_per_user` sessions (the new one included; 1 under
     /// `single_session`), ending the oldest others; keeps the record's
     /// `session_key` as the user's newest
-    /// ([`SessionStore::put_latest_session_key`]). Returns the ids of the
+    /// ([`SessionStore::put_latest_session_key`]), unless it is empty (a
+    /// session the app issued itself, which has none). Returns the ids of the
     /// sessions it ended, which a shared store also announces to the other
     /// instances. The list includes the new session itself when a concurrent
     /// [`SessionStore::delete_user`] (or a newer login) ended it before this
@@ -337,7 +338,9 @@ pub trait SessionStore: Send + Sync + 'static {
             let openid = record.openid.clone();
             let (key, until) = (record.session_key.clone(), record.expires_at_ms);
             self.create(id, record).await?;
-            if let Err(e) = self.put_latest_session_key(&openid, key, until).await {
+            if key.expose().is_empty() {
+                // A session the app issued itself: no WeChat session_key to keep.
+            } else if let Err(e) = self.put_latest_session_key(&openid, key, until).await {
                 tracing::warn!(error = %e, "wxlogin: keeping the newest session_key failed");
             }
             Ok(ended)
