@@ -32,8 +32,13 @@
 //! The app's own login (DESIGN.md "The app's own login"): the login answer
 //! adds `user_id` (stable per openid) and `is_new` (first login only); a
 //! first login's `{"code", "invite": "X"}` is kept and `GET /api/me` shows
-//! `"invite"`; `POST /api/sessions` issues one more session for the
-//! signed-in user → `{"token", "expires_in"}`.
+//! `"invite"`; `POST /api/profile` with `{"nickname"}` changes the
+//! signed-in user's data (every session of theirs, at once) → 204, and
+//! `GET /api/me` shows `"nickname"`; `GET /api/sessions` lists the
+//! signed-in user's sessions (`[{"id", "created_at", "user_agent", "ip",
+//! "current"}]`, `id` an opaque handle) and `DELETE /api/sessions/{id}` ends
+//! one (204; another user's or an unknown id: 404); `POST /api/sessions`
+//! issues one more session for the signed-in user → `{"token", "expires_in"}`.
 //!
 //! With the fake WeChat, `POST {fake}/_fake/wx.login` makes a login code and
 //! `POST {fake}/_fake/phone_code` a phone-number code (the log says how).
@@ -51,7 +56,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -59,8 +64,8 @@ use sha2::{Digest, Sha256};
 use wxlogin::mock::FakeWeChat;
 use wxlogin::store::RedisStore;
 use wxlogin::{
-    Identity, IssuedSession, LoginOk, PhoneInfo, Rejection, WeChatApiError, WxLogin, WxSession,
-    WxUser,
+    DeviceSession, Identity, IssuedSession, LoginOk, PhoneInfo, Rejection, WeChatApiError, WxLogin,
+    WxSession, WxUser,
 };
 
 #[path = "demo/pay.rs"]
@@ -73,7 +78,12 @@ struct DemoUser {
     user_id: u64,
     first_login_unix: u64,
     invite: Option<String>,
+    /// Set by `POST /api/profile`.
+    nickname: Option<String>,
 }
+
+/// The demo's user table: openid → what it keeps (a database in a real app).
+type Users = Arc<Mutex<HashMap<String, DemoUser>>>;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -130,7 +140,7 @@ async fn main() {
     };
 
     // The app's own "database": user numbers by openid.
-    let users: Arc<Mutex<HashMap<String, DemoUser>>> = Arc::default();
+    let users: Users = Arc::default();
 
     let mut builder = WxLogin::builder()
         .app_id(app_id.clone())
@@ -170,25 +180,29 @@ async fn main() {
         .unwrap_or_else(|e| fail(&e));
 
     let wx = builder
-        .on_login(move |who: Identity| {
+        .on_login({
             let users = users.clone();
-            async move {
-                let mut users = users.lock().unwrap();
-                let next = users.len() as u64 + 1;
-                let is_new = !users.contains_key(&who.openid);
-                // A first login's invite code is kept; later ones are ignored.
-                let invite = who.fields.get("invite").and_then(|v| v.as_str());
-                let user = users.entry(who.openid.clone()).or_insert_with(|| DemoUser {
-                    user_id: next,
-                    first_login_unix: SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0),
-                    invite: invite.map(|i| i.chars().take(64).collect()),
-                });
-                Ok(LoginOk::new(user.clone())
-                    .reply("user_id", user.user_id)
-                    .reply("is_new", is_new))
+            move |who: Identity| {
+                let users = users.clone();
+                async move {
+                    let mut users = users.lock().unwrap();
+                    let next = users.len() as u64 + 1;
+                    let is_new = !users.contains_key(&who.openid);
+                    // A first login's invite code is kept; later ones are ignored.
+                    let invite = who.fields.get("invite").and_then(|v| v.as_str());
+                    let user = users.entry(who.openid.clone()).or_insert_with(|| DemoUser {
+                        user_id: next,
+                        first_login_unix: SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0),
+                        invite: invite.map(|i| i.chars().take(64).collect()),
+                        nickname: None,
+                    });
+                    Ok(LoginOk::new(user.clone())
+                        .reply("user_id", user.user_id)
+                        .reply("is_new", is_new))
+                }
             }
         })
         .build()
@@ -203,7 +217,17 @@ async fn main() {
         .route("/api/upload", post(upload))
         .route(
             "/api/sessions",
-            post(another_session).with_state(wx.clone()),
+            get(list_sessions)
+                .post(another_session)
+                .with_state(wx.clone()),
+        )
+        .route(
+            "/api/sessions/{id}",
+            delete(end_session).with_state(wx.clone()),
+        )
+        .route(
+            "/api/profile",
+            post(set_profile).with_state((wx.clone(), users.clone())),
         )
         .merge(pay_routes)
         .layer(wx.layer())
@@ -212,7 +236,7 @@ async fn main() {
         .route_service("/wx/pay/notify", pay_notify);
 
     println!("listening on http://{addr}");
-    tracing::info!("demo: routes POST /wx/login, POST /wx/logout, GET /api/me, GET /api/check, POST /api/phone, POST /api/decrypt, POST /api/werun, POST /api/upload, POST /api/sessions, POST /api/pay/orders, GET /api/pay/orders/{{out_trade_no}}, POST /wx/pay/notify");
+    tracing::info!("demo: routes POST /wx/login, POST /wx/logout, GET /api/me, GET /api/check, POST /api/phone, POST /api/decrypt, POST /api/werun, POST /api/upload, POST /api/profile, GET /api/sessions, POST /api/sessions, DELETE /api/sessions/{{id}}, POST /api/pay/orders, GET /api/pay/orders/{{out_trade_no}}, POST /wx/pay/notify");
     // With each connection's peer address, the key of the per-client login limits.
     axum::serve(
         listener,
@@ -232,7 +256,69 @@ async fn me(user: WxUser<DemoUser>) -> Json<serde_json::Value> {
         "user_id": user.user_id,
         "first_login_unix": user.first_login_unix,
         "invite": user.invite,
+        "nickname": user.nickname,
     }))
+}
+
+/// `GET /api/sessions`: the signed-in user's live sessions,
+/// `[{"id", "created_at", "user_agent", "ip", "current"}]`.
+async fn list_sessions(
+    State(wx): State<WxLogin<DemoUser>>,
+    user: WxUser<DemoUser>,
+) -> Result<Json<Vec<DeviceSession>>, Rejection> {
+    Ok(Json(wx.list_sessions(&user).await?))
+}
+
+/// `DELETE /api/sessions/{id}`: ends that session of the signed-in user
+/// (204); another user's or an unknown id is 404.
+async fn end_session(
+    State(wx): State<WxLogin<DemoUser>>,
+    user: WxUser<DemoUser>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<StatusCode, axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    match wx.end_session(&user, &id).await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no session of yours has this id",
+            false,
+        )
+        .into_response()),
+        Err(rejection) => Err(rejection.into_response()),
+    }
+}
+
+/// `POST /api/profile` with `{"nickname": "N"}`: updates the signed-in
+/// user's data in the demo's table and in every session of theirs, so
+/// `GET /api/me` shows it at once here and within a second on every other
+/// instance (Redis) → 204.
+async fn set_profile(
+    State((wx, users)): State<(WxLogin<DemoUser>, Users)>,
+    user: WxUser<DemoUser>,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<StatusCode, (StatusCode, Json<Value>)> {
+    let bad = |message: &str| error(StatusCode::BAD_REQUEST, "bad_request", message, false);
+    let Ok(Json(body)) = body else {
+        return Err(bad("the body must be JSON {\"nickname\": \"...\"}"));
+    };
+    let nickname = match body.get("nickname") {
+        Some(Value::String(n)) if !n.trim().is_empty() && n.chars().count() <= 32 => n.clone(),
+        _ => return Err(bad("\"nickname\" must be a string of 1 to 32 characters")),
+    };
+    let updated = {
+        let mut users = users.lock().unwrap();
+        let row = users
+            .entry(user.openid().to_owned())
+            .or_insert_with(|| user.data().clone());
+        row.nickname = Some(nickname);
+        row.clone()
+    };
+    wx.set_user_data(user.openid(), &updated)
+        .await
+        .map_err(|rejection| (rejection.status(), Json(rejection.body_json())))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /api/sessions`: one more session for the signed-in user (to hand
@@ -242,8 +328,12 @@ async fn another_session(
     State(wx): State<WxLogin<DemoUser>>,
     user: WxUser<DemoUser>,
     headers: axum::http::HeaderMap,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
 ) -> Result<Json<IssuedSession>, Rejection> {
     let mut who = Identity::new(user.openid()).with_app_id(user.app_id());
+    if let Some(axum::Extension(axum::extract::ConnectInfo(addr))) = peer {
+        who = who.with_ip(addr.ip());
+    }
     if let Some(unionid) = user.unionid() {
         who = who.with_unionid(unionid);
     }

@@ -5,7 +5,12 @@
 //! cargo run --release --example session_memory -- 500000
 //! cargo run --release --example session_memory -- 200000 nocache   # the store alone
 //! cargo run --release --example session_memory -- 100000 redis://127.0.0.1:6390
+//! SESSION_MEMORY_DEVICE=1 cargo run --release --example session_memory   # with a device
 //! ```
+//!
+//! With `SESSION_MEMORY_DEVICE=1` each session also records a device for the
+//! device list: a 120-byte `User-Agent` like WeChat's on a phone and an IPv4
+//! address.
 //!
 //! Each session belongs to its own user (the worst case: every session also
 //! costs a per-user index entry and a newest-`session_key` entry), with a
@@ -22,12 +27,28 @@ use std::time::{Duration, Instant};
 
 use wxlogin::store::redis::client as redis;
 use wxlogin::store::RedisStore;
-use wxlogin::{Secret, WxLogin};
+use wxlogin::{Identity, Secret, WxLogin};
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
     let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
     pages * 4096
+}
+
+/// A WeChat-on-iPhone `User-Agent`, 120 bytes.
+const DEVICE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) MicroMessenger/8.0.50(0x";
+
+/// Creates session `i` as a login does, with a device if asked for.
+async fn create(wx: &WxLogin, i: usize) -> String {
+    let mut who = Identity::new(openid(i));
+    if std::env::var("SESSION_MEMORY_DEVICE").is_ok_and(|v| !v.is_empty() && v != "0") {
+        who = who
+            .with_user_agent(DEVICE_UA)
+            .with_ip(std::net::IpAddr::from([203, 0, 113, (i % 250) as u8]));
+    }
+    wx.bench_create_session_for(who, Secret::new("c2Vzc2lvbmtleTAxMjM0NTY3"), ())
+        .await
+        .unwrap()
 }
 
 fn openid(i: usize) -> String {
@@ -54,15 +75,7 @@ async fn memory(n: usize, cache: bool) {
     let started = Instant::now();
     let mut tokens = Vec::with_capacity(16);
     for i in 0..n {
-        let t = wx
-            .bench_create_session(
-                &openid(i),
-                None,
-                Secret::new("c2Vzc2lvbmtleTAxMjM0NTY3"),
-                (),
-            )
-            .await
-            .unwrap();
+        let t = create(&wx, i).await;
         if tokens.len() < 16 {
             tokens.push(t);
         }
@@ -115,16 +128,7 @@ async fn redis_store(n: usize, url: &str) {
     for chunk in (0..n).collect::<Vec<_>>().chunks(256) {
         let futs = chunk.iter().map(|&i| {
             let wx = wx.clone();
-            async move {
-                wx.bench_create_session(
-                    &openid(i),
-                    None,
-                    Secret::new("c2Vzc2lvbmtleTAxMjM0NTY3"),
-                    (),
-                )
-                .await
-                .unwrap()
-            }
+            async move { create(&wx, i).await }
         });
         futures_util::future::join_all(futs).await;
     }

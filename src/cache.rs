@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -110,6 +111,11 @@ impl Hasher for FoldHasher {
 pub(crate) struct SessionCache<T> {
     entries: Cache<SessionId, Arc<SessionState<T>>, RandomKeys>,
     revoked: Cache<StoreId, (), RandomKeys>,
+    /// Sessions whose data changed, with the [`Self::epoch`] of the change:
+    /// a load that began before it read the old data and must not cache it.
+    changed: Cache<StoreId, u64, RandomKeys>,
+    /// Counts data changes; a load notes it before it reads the store.
+    epoch: AtomicU64,
     /// Finds the cached entry of a store id, for invalidations that name store ids.
     by_store_id: Mutex<ByStoreId>,
     inflight: Mutex<HashMap<SessionId, Flight<T>>>,
@@ -178,6 +184,11 @@ where
                 .max_capacity(capacity.max(1024))
                 .time_to_live(ttl)
                 .build_with_hasher(hasher),
+            changed: Cache::builder()
+                .max_capacity(capacity.max(1024))
+                .time_to_live(ttl)
+                .build_with_hasher(hasher),
+            epoch: AtomicU64::new(0),
             by_store_id: Mutex::new(ByStoreId {
                 map: HashMap::with_hasher(hasher),
                 prune_at: PRUNE_MIN,
@@ -266,6 +277,29 @@ where
                 self.lock_inflight().remove(&id);
             }
         }
+    }
+
+    /// Drops the cached copies of sessions whose data changed, without a
+    /// tombstone: they stay valid and are loaded anew on next use. A load
+    /// already under way read the old data: it serves its own request but
+    /// is not cached (its epoch is older than the change's).
+    pub(crate) fn changed_store_ids(&self, ids: &[StoreId]) {
+        for store_id in ids {
+            let stamp = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+            self.changed.insert(*store_id, stamp);
+            let found = self.lock_by_store_id().map.remove(store_id);
+            if let Some(id) = found {
+                self.entries.invalidate(&id);
+                self.lock_inflight().remove(&id);
+            }
+        }
+    }
+
+    /// Whether the data of `store_id` changed after a load noted `epoch`.
+    fn changed_since(&self, store_id: &StoreId, epoch: u64) -> bool {
+        self.changed
+            .get(store_id)
+            .is_some_and(|stamp| stamp > epoch)
     }
 
     /// Drops every cached session: after invalidation messages may have been lost.
@@ -377,6 +411,7 @@ where
 
     async fn load(&self, id: SessionId) -> Lookup<T> {
         let store_id = StoreId::of(&id);
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let record = match self.timed("load", self.ctx.store.load(store_id)).await {
             Ok(r) => r,
             Err(e) if e.is_bad_record() => {
@@ -402,8 +437,17 @@ where
             return Ok(Found::Unknown);
         };
         let state = Arc::new(state);
+        if self.changed_since(&store_id, epoch) {
+            // Read before a change of its data: good for this request only.
+            return Ok(Found::Live(state));
+        }
         if !self.insert(id, state.clone()) {
             return Ok(Found::Unknown);
+        }
+        // A change that landed during the insert found no mapping to drop
+        // (it stamps before it looks): look again.
+        if self.changed_since(&store_id, epoch) {
+            self.entries.invalidate(&id);
         }
         Ok(Found::Live(state))
     }

@@ -119,6 +119,11 @@ impl<T: fmt::Debug> fmt::Debug for WxUser<T> {
 }
 
 impl<T> WxUser<T> {
+    /// The session's id in the store.
+    pub(crate) fn store_id(&self) -> crate::store::StoreId {
+        self.state.core.store_id
+    }
+
     /// The user's openid in this mini program.
     ///
     /// ```

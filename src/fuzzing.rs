@@ -194,18 +194,30 @@ where
         session_key: Secret,
         data: T,
     ) -> Result<String, StoreError> {
+        let who = crate::Identity {
+            unionid: unionid.map(str::to_owned),
+            ..crate::Identity::new(openid)
+        };
+        self.bench_create_session_for(who, session_key, data).await
+    }
+
+    /// [`bench_create_session`](Self::bench_create_session) for any
+    /// identity, with its `User-Agent` and IP (the device list's fields).
+    #[doc(hidden)]
+    pub async fn bench_create_session_for(
+        &self,
+        mut who: crate::Identity,
+        session_key: Secret,
+        data: T,
+    ) -> Result<String, StoreError> {
         let engine = &*self.engine;
+        if who.app_id.is_empty() {
+            who.app_id = engine.default_app().app_id.clone();
+        }
         let data_json = serde_json::to_vec(&data)
             .map_err(|e| StoreError::new(format_args!("data does not serialize: {e}")))?;
         let (token, _) = engine
-            .create_session(
-                engine.default_app().app_id.clone(),
-                openid.to_owned(),
-                unionid.map(str::to_owned),
-                session_key,
-                data_json,
-                data,
-            )
+            .create_session(who, session_key, data_json, data)
             .await?;
         Ok(token)
     }

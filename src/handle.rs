@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::error::Rejection;
+use crate::extract::WxUser;
 use crate::layer::WxLoginLayer;
 use crate::login::{LoginService, LogoutService};
 use crate::session::Identity;
@@ -414,6 +415,166 @@ where
             expires_in: self.engine.session_ttl.as_secs(),
         })
     }
+}
+
+/// Changing what sessions hold after login.
+impl<T> WxLogin<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Replaces the app data of the session a handler serves (after a phone
+    /// binding, a profile edit): the store first, then this instance's
+    /// cache at once, and every other instance's through the store's
+    /// announcement (the same path as a revocation, without ending the
+    /// session; within the cache TTL if that message is lost). The
+    /// `WxUser` in hand keeps the old data; the next request sees the new.
+    /// Answers `false` if the session ended meanwhile. A store failure is
+    /// `store_unavailable` (503); data that does not serialize, or a store
+    /// that cannot change data, `misconfigured`/`store_unavailable`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{body::Body, extract::State, routing::{get, post}, Json, Router};
+    /// use http::{Request, StatusCode};
+    /// use serde::{Deserialize, Serialize};
+    /// use tower::ServiceExt as _;
+    /// use wxlogin::{Identity, Rejection, WxLogin, WxUser};
+    ///
+    /// #[derive(Clone, Serialize, Deserialize)]
+    /// struct Profile { nickname: Option<String> }
+    ///
+    /// async fn set_nickname(
+    ///     State(wx): State<WxLogin<Profile>>,
+    ///     user: WxUser<Profile>,
+    ///     Json(nickname): Json<String>,
+    /// ) -> Result<StatusCode, Rejection> {
+    ///     wx.set_session_data(&user, &Profile { nickname: Some(nickname) }).await?;
+    ///     Ok(StatusCode::NO_CONTENT)
+    /// }
+    ///
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .on_login(|_who: Identity| async move { Ok(Profile { nickname: None }) })
+    ///     .build()?;
+    /// let token = wx.issue_session(Identity::new("o1"), Profile { nickname: None }).await?;
+    /// let app = Router::new()
+    ///     .route("/profile", post(set_nickname).with_state(wx.clone()))
+    ///     .route("/me", get(|user: WxUser<Profile>| async move { format!("{:?}", user.nickname) }))
+    ///     .layer(wx.layer());
+    /// let auth = format!("Bearer {}", token.token());
+    /// let set = Request::post("/profile").header("authorization", &auth)
+    ///     .header("content-type", "application/json").body(Body::from(r#""Ann""#))?;
+    /// assert_eq!(app.clone().oneshot(set).await?.status(), StatusCode::NO_CONTENT);
+    /// let me = Request::get("/me").header("authorization", &auth).body(Body::empty())?;
+    /// let body = axum::body::to_bytes(app.oneshot(me).await?.into_body(), 1024).await?;
+    /// assert_eq!(&body[..], br#"Some("Ann")"#);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn set_session_data(&self, session: &WxUser<T>, data: &T) -> Result<bool, Rejection> {
+        let changed = self.engine.set_data(&[session.store_id()], data).await?;
+        Ok(changed == 1)
+    }
+
+    /// Replaces the app data of every session of a user (all their
+    /// devices, including sessions [`issue_session`](Self::issue_session)
+    /// made), as [`set_session_data`](Self::set_session_data) does for one;
+    /// answers how many sessions were changed.
+    pub async fn set_user_data(&self, openid: &str, data: &T) -> Result<usize, Rejection> {
+        let ids = self.engine.user_sessions(openid).await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.engine.set_data(&ids, data).await
+    }
+}
+
+/// The device list: a user's sessions, and ending one of them.
+impl<T> WxLogin<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// The live sessions of the signed-in user, oldest first: when each was
+    /// made, from which `User-Agent` and address, and which one is making
+    /// this call, each with an opaque [`DeviceSession::id`] (not the token;
+    /// no one without the token key can make one) for
+    /// [`end_session`](Self::end_session). A store failure is
+    /// `store_unavailable` (503).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{body::Body, extract::State, routing::get, Json, Router};
+    /// use http::{Request, StatusCode};
+    /// use tower::ServiceExt as _;
+    /// use wxlogin::{DeviceSession, Identity, Rejection, WxLogin, WxUser};
+    ///
+    /// async fn sessions(State(wx): State<WxLogin>, user: WxUser) -> Result<Json<Vec<DeviceSession>>, Rejection> {
+    ///     Ok(Json(wx.list_sessions(&user).await?))
+    /// }
+    ///
+    /// let wx = WxLogin::builder().app_id("wx1").app_secret("s").build()?;
+    /// let phone = wx.issue_session(Identity::new("o1").with_user_agent("iPhone"), ()).await?;
+    /// let web = wx.issue_session(Identity::new("o1").with_user_agent("H5"), ()).await?;
+    /// let app = Router::new().route("/api/sessions", get(sessions).with_state(wx.clone())).layer(wx.layer());
+    /// let req = Request::get("/api/sessions").header("authorization", format!("Bearer {}", web.token())).body(Body::empty())?;
+    /// let body = axum::body::to_bytes(app.oneshot(req).await?.into_body(), 4096).await?;
+    /// let list: serde_json::Value = serde_json::from_slice(&body)?;
+    /// assert_eq!(list[0]["user_agent"], "iPhone");
+    /// assert_eq!((list[0]["current"].as_bool(), list[1]["current"].as_bool()), (Some(false), Some(true)));
+    /// assert!(!body.windows(web.token().len()).any(|w| w == web.token().as_bytes()), "no token in the list");
+    /// # let _ = phone;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn list_sessions(&self, user: &WxUser<T>) -> Result<Vec<DeviceSession>, Rejection> {
+        let current = user.store_id();
+        let devices = self.engine.devices(user.openid()).await?;
+        Ok(devices
+            .into_iter()
+            .map(|(id, record)| DeviceSession {
+                id: self.engine.keys.handle_for(&id.0),
+                created_at: record.created_at_ms / 1000,
+                user_agent: record.user_agent,
+                ip: record.ip,
+                current: id == current,
+            })
+            .collect())
+    }
+
+    /// Ends one of the signed-in user's sessions by its
+    /// [`DeviceSession::id`] ("log out that phone"), on every instance like a
+    /// logout. Answers `false` for a handle that names no live session of
+    /// this user (another user's, an ended one, garbage): the app answers
+    /// 404. Ending the current session is allowed (it is a logout).
+    pub async fn end_session(&self, user: &WxUser<T>, id: &str) -> Result<bool, Rejection> {
+        let ids = self.engine.user_sessions(user.openid()).await?;
+        let Some(found) = ids
+            .into_iter()
+            .find(|s| self.engine.keys.handle_for(&s.0) == id)
+        else {
+            return Ok(false);
+        };
+        self.engine.revoke_store_id(found).await
+    }
+}
+
+/// One session of a user, as [`WxLogin::list_sessions`] shows it; it
+/// serializes as `{"id", "created_at", "user_agent", "ip", "current"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct DeviceSession {
+    /// An opaque handle for [`WxLogin::end_session`]: not the token, and
+    /// not the store's key. It changes when the token key rotates.
+    pub id: String,
+    /// When the session was made, in Unix seconds.
+    pub created_at: u64,
+    /// The `User-Agent` at login (at most 256 bytes), if the client sent one.
+    pub user_agent: Option<String>,
+    /// The client's address at login, if the server had connection info.
+    pub ip: Option<std::net::IpAddr>,
+    /// Whether this is the session making the call.
+    pub current: bool,
 }
 
 /// A session [`WxLogin::issue_session`] issued: the token to hand to the

@@ -75,7 +75,7 @@ pub(crate) mod wechat;
 pub use config::{WxLoginBuilder, DEFAULT_API_BASE};
 pub use error::{BuildError, ErrorCode, LoginError, Rejection, Renderer};
 pub use extract::{WxSession, WxUser};
-pub use handle::{IssuedSession, WxLogin};
+pub use handle::{DeviceSession, IssuedSession, WxLogin};
 pub use layer::{ResponseFuture, WxLoginLayer, WxLoginService};
 pub use limit::ClientKey;
 pub use login::{LoginService, LogoutService, RouteFuture};

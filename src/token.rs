@@ -36,6 +36,9 @@ const MAC_LEN: usize = 16;
 const RAW_LEN: usize = 2 + ID_LEN + MAC_LEN;
 /// Length of the signed part: version, key id and session id.
 const SIGNED_LEN: usize = 2 + ID_LEN;
+/// The first byte of the message behind a device-list handle
+/// ([`TokenKeys::handle_for`]); tokens start with [`VERSION`].
+const HANDLE_DOMAIN: u8 = 0xFE;
 /// Length of a token in characters.
 pub(crate) const TOKEN_LEN: usize = (RAW_LEN * 4).div_ceil(3);
 /// Fewest bits of key accepted.
@@ -152,6 +155,18 @@ impl TokenKeys {
         let signed: [u8; SIGNED_LEN] = raw[..SIGNED_LEN].try_into().expect("fixed length");
         raw[SIGNED_LEN..].copy_from_slice(&mac(key, &signed));
         URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// The opaque handle a device list shows for a session, by its store
+    /// id: the MAC under the signing key over a message no token has (its
+    /// first byte is [`HANDLE_DOMAIN`], never a token version), in hex. It
+    /// names the session without being its token or its store key, and
+    /// nobody without the key can make one. A key rotation changes it.
+    pub(crate) fn handle_for(&self, store_id: &[u8; ID_LEN]) -> String {
+        let mut msg = [0u8; SIGNED_LEN];
+        msg[0] = HANDLE_DOMAIN;
+        msg[2..].copy_from_slice(store_id);
+        hex(&mac(&self.keys[0], &msg))
     }
 
     /// Checks a token's shape and MAC, in constant time over the MAC.

@@ -9,6 +9,10 @@
 //! `WXLOGIN_BIND=127.0.0.1:0`; its stdout gives the fake WeChat's URL and the
 //! listening address. A guard kills every child, even when a test fails.
 
+mod common;
+#[path = "common/redis.rs"]
+mod redis_harness;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -418,6 +422,50 @@ async fn demo_login_me_logout_contract() {
     assert_eq!(status, 200);
 }
 
+/// DESIGN.md "The app's own login", with Redis: two demo processes share
+/// the sessions; a profile change on one shows on the other within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_profile_change_reaches_another_instance_through_redis() {
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    let redis = redis_harness::RedisServer::start();
+    let url = redis.url();
+    let env = [
+        ("WXLOGIN_REDIS_URL", url.as_str()),
+        ("WXLOGIN_TOKEN_KEY", KEY),
+    ];
+    let (a, b) = (Example::start("demo", &env), Example::start("demo", &env));
+    let client = client();
+    let token = a.login(&client, "o-two", None).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, me) = b.me_json(&client, Some(&token)).await;
+    assert_eq!((status, &me["nickname"]), (200, &Value::Null), "{me}");
+    redis_harness::wait_numsub(&redis, "wxlogin:revoked", 2, Duration::from_secs(10)).await;
+    let res = client
+        .post(format!("{}/api/profile", a.base))
+        .bearer_auth(&token)
+        .json(&json!({ "nickname": "Two" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(a.me_json(&client, Some(&token)).await.1["nickname"], "Two");
+    let started = Instant::now();
+    loop {
+        let (status, me) = b.me_json(&client, Some(&token)).await;
+        assert_eq!(status, 200);
+        if me["nickname"] == "Two" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the other demo still shows {me} after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// DESIGN.md "The app's own login": `user_id` and `is_new` in the login
 /// answer, a first login's invite on `/api/me`, and `POST /api/sessions`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,10 +542,87 @@ async fn demo_app_login_reply_fields_invite_and_another_session() {
         .unwrap();
     let (status, body) = status_json(res).await;
     assert_error(status, &body, 401, "missing_token");
-    // Logging the new one out leaves the first.
-    assert_eq!(demo.logout(&client, web).await, 204);
+    // POST /api/profile: every session of the user shows the nickname at once.
+    let profile = |token: &str, body: Value| {
+        client
+            .post(format!("{}/api/profile", demo.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let res = profile(token, json!({ "nickname": "N" })).await.unwrap();
+    assert_eq!(res.status(), 204);
+    for t in [token, web] {
+        let (status, me) = demo.me_json(&client, Some(t)).await;
+        assert_eq!(status, 200);
+        assert_eq!(me["nickname"], "N", "{me}");
+        assert_eq!(me["invite"], "X", "the rest of the data stays: {me}");
+    }
+    let (_, me) = demo.me_json(&client, other["token"].as_str()).await;
+    assert_eq!(me["nickname"], Value::Null, "another user's data stays");
+    for bad in [
+        json!({}),
+        json!({ "nickname": 7 }),
+        json!({ "nickname": "x".repeat(33) }),
+    ] {
+        let (status, body) = status_json(profile(token, bad).await.unwrap()).await;
+        assert_error(status, &body, 400, "bad_request");
+    }
+    // A new login of the user brings the profile from the table.
+    let again = demo.login(&client, "o-inv", None).await;
+    let (_, me) = demo.me_json(&client, again["token"].as_str()).await;
+    assert_eq!(me["nickname"], "N");
+
+    // GET /api/sessions: the user's sessions, the caller's marked, no token.
+    let list_of = |t: &str| {
+        let req = client
+            .get(format!("{}/api/sessions", demo.base))
+            .bearer_auth(t.to_owned());
+        async move { status_json(req.send().await.unwrap()).await }
+    };
+    let (status, list) = list_of(web).await;
+    assert_eq!(status, 200, "{list}");
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(
+        list.len(),
+        4,
+        "first, second, the one more, the latest login: {list:?}"
+    );
+    for s in &list {
+        let mut keys: Vec<&String> = s.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["created_at", "current", "id", "ip", "user_agent"],
+            "{s}"
+        );
+        assert_eq!(s["ip"], "127.0.0.1", "the demo serves with connection info");
+        assert!(s["created_at"].as_u64().unwrap() > 1_700_000_000);
+    }
+    assert_eq!(list.iter().filter(|s| s["current"] == true).count(), 1);
+    assert!(!Value::Array(list.clone()).to_string().contains(web));
+    let web_id = list.iter().find(|s| s["current"] == true).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let delete = |t: &str, id: &str| {
+        let req = client
+            .delete(format!("{}/api/sessions/{id}", demo.base))
+            .bearer_auth(t.to_owned());
+        async move { status_json(req.send().await.unwrap()).await }
+    };
+    // Another user's id and an unknown one: 404.
+    let (_, theirs) = list_of(other["token"].as_str().unwrap()).await;
+    let their_id = theirs[0]["id"].as_str().unwrap();
+    let (status, body) = delete(token, their_id).await;
+    assert_error(status, &body, 404, "not_found");
+    assert_eq!(delete(token, &"0".repeat(32)).await.0, 404);
+    assert_eq!(demo.me_json(&client, other["token"].as_str()).await.0, 200);
+    // DELETE the web session from the other one: 204, then it is dead.
+    assert_eq!(delete(token, &web_id).await.0, 204);
     assert_eq!(demo.me_json(&client, Some(web)).await.0, 401);
     assert_eq!(demo.me_json(&client, Some(token)).await.0, 200);
+    assert_eq!(list_of(token).await.1.as_array().unwrap().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

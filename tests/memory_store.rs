@@ -28,6 +28,8 @@ fn record(openid: &str, expires_at_ms: u64) -> SessionRecord {
         created_at_ms: now_ms(),
         expires_at_ms,
         idle_expires_at_ms: None,
+        user_agent: None,
+        ip: None,
     }
 }
 

@@ -561,17 +561,23 @@ fn session_record() -> impl Strategy<Value = wxlogin::SessionRecord> {
         any::<u64>(),
         any::<u64>(),
         proptest::option::of(1..u64::MAX),
+        proptest::option::of(".{0,300}"),
+        proptest::option::of(any::<std::net::IpAddr>()),
     )
         .prop_map(
-            |(openid, unionid, app_id, key, data, created, expires, idle)| wxlogin::SessionRecord {
-                openid,
-                unionid,
-                app_id,
-                session_key: wxlogin::Secret::new(key),
-                data,
-                created_at_ms: created,
-                expires_at_ms: expires,
-                idle_expires_at_ms: idle,
+            |(openid, unionid, app_id, key, data, created, expires, idle, user_agent, ip)| {
+                wxlogin::SessionRecord {
+                    openid,
+                    unionid,
+                    app_id,
+                    session_key: wxlogin::Secret::new(key),
+                    data,
+                    created_at_ms: created,
+                    expires_at_ms: expires,
+                    idle_expires_at_ms: idle,
+                    user_agent,
+                    ip,
+                }
             },
         )
 }

@@ -386,6 +386,8 @@ async fn debug_output_prints_no_secret() {
         created_at_ms: 1,
         expires_at_ms: 2,
         idle_expires_at_ms: None,
+        user_agent: None,
+        ip: None,
     };
     for text in [format!("{record:?}"), format!("{record:#?}")] {
         assert!(!text.contains(session_key), "{text}");

@@ -41,6 +41,8 @@ fn record(openid: &str, ttl_ms: u64, idle_ms: Option<u64>) -> SessionRecord {
         created_at_ms: now,
         expires_at_ms: now + ttl_ms,
         idle_expires_at_ms: idle_ms.map(|i| now + i),
+        user_agent: None,
+        ip: None,
     }
 }
 
@@ -559,6 +561,90 @@ async fn case_previous_index_layout(s: &Subject<'_>) {
     assert_eq!(gone, want);
 }
 
+/// The data of a live session changes; nothing else does (lifetime, idle
+/// deadline, the key's TTL on Redis). An unknown or ended session is not
+/// changed. A concurrent idle extension is neither lost nor loses the data.
+async fn case_replace_data(s: &Subject<'_>) {
+    let id = new_id();
+    let rec = record("o-data", 3_600_000, Some(600_000));
+    s.store.create(id, rec.clone()).await.unwrap();
+    let pttl_before = s.redis.as_ref().map(|r| r.pttl(&r.store.session_key(id)));
+    assert!(s
+        .store
+        .replace_data(id, br#"{"nickname":"N"}"#.to_vec())
+        .await
+        .unwrap());
+    let loaded = s.store.load(id).await.unwrap().unwrap();
+    assert_eq!(loaded.data, br#"{"nickname":"N"}"#);
+    let mut want = rec.clone();
+    want.data = loaded.data.clone();
+    assert_eq!(loaded, want, "only the data changed");
+    if let (Some(r), Some(before)) = (&s.redis, pttl_before) {
+        let after = r.pttl(&r.store.session_key(id));
+        assert!(
+            after > 0 && after <= before,
+            "the TTL is kept: {before} then {after}"
+        );
+    }
+    // Unknown, deleted and ended sessions are not changed (nor created).
+    let unknown = new_id();
+    assert!(!s.store.replace_data(unknown, b"1".to_vec()).await.unwrap());
+    assert_eq!(s.store.load(unknown).await.unwrap(), None);
+    let ended = new_id();
+    s.store
+        .create(ended, record("o-data", 3_600_000, Some(50)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(!s.store.replace_data(ended, b"1".to_vec()).await.unwrap());
+
+    // Extensions and changes at once: the last of each wins, neither is lost.
+    let idle_target = now_ms() + 900_000;
+    let (touched, replaced) = tokio::join!(
+        async {
+            for n in 0..20 {
+                s.store.touch(id, idle_target + n).await.unwrap();
+            }
+        },
+        async {
+            for n in 0..20 {
+                let data = format!(r#"{{"n":{n}}}"#).into_bytes();
+                assert!(s.store.replace_data(id, data).await.unwrap());
+            }
+        }
+    );
+    let ((), ()) = (touched, replaced);
+    let loaded = s.store.load(id).await.unwrap().unwrap();
+    assert_eq!(loaded.data, br#"{"n":19}"#);
+    assert_eq!(loaded.idle_expires_at_ms, Some(idle_target + 19));
+}
+
+/// A user's live sessions, oldest first; ended and other users' are not listed.
+async fn case_user_sessions(s: &Subject<'_>) {
+    let (a, b, short, other) = (new_id(), new_id(), new_id(), new_id());
+    s.store
+        .create_capped(a, record("o-list", 3_600_000, None), 20)
+        .await
+        .unwrap();
+    s.store
+        .create_capped(b, record("o-list", 3_600_001, None), 20)
+        .await
+        .unwrap();
+    s.store
+        .create_capped(short, record("o-list", 50, None), 20)
+        .await
+        .unwrap();
+    s.store
+        .create_capped(other, record("o-list-other", 3_600_000, None), 20)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(s.store.user_sessions("o-list").await.unwrap(), vec![a, b]);
+    assert!(s.store.delete(a).await.unwrap());
+    assert_eq!(s.store.user_sessions("o-list").await.unwrap(), vec![b]);
+    assert!(s.store.user_sessions("o-nobody").await.unwrap().is_empty());
+}
+
 macro_rules! run_cases {
     ($make:expr, $($case:ident),+ $(,)?) => {
         $(
@@ -587,6 +673,8 @@ async fn run_suite<'a>(make: impl Fn() -> Subject<'a>) {
         case_cap_counts_live_sessions,
         case_bad_record,
         case_previous_index_layout,
+        case_replace_data,
+        case_user_sessions,
     );
 }
 
@@ -703,6 +791,25 @@ async fn redis_store_through_forward() {
         Ok(true),
         "the forwarded subscription heard the delete"
     );
+    // A change of data is announced as a change, not an end.
+    let id = new_id();
+    store
+        .create(id, record("o-fwd", 60_000, None))
+        .await
+        .unwrap();
+    assert!(forwarded.replace_data(id, b"7".to_vec()).await.unwrap());
+    let heard = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Invalidation::Changed(ids) if ids == vec![id] => return true,
+                Invalidation::Sessions(ids) if ids.contains(&id) => return false,
+                _ => {}
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(heard, Ok(true), "the change was announced as a change");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

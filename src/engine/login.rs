@@ -18,6 +18,7 @@ use super::{App, Engine};
 use crate::error::{refusals, ErrorCode, LoginError, Rejection};
 use crate::limit::{ClientKey, Refused};
 use crate::session::{Identity, RESERVED_REPLY_FIELDS};
+use crate::store::StoreId;
 use crate::wechat::WeChatError;
 
 /// The error of a request body, boxed.
@@ -249,6 +250,11 @@ where
             tracing::error!("wxlogin: the login hook panicked");
             self.reject(ErrorCode::Misconfigured, "the server's login hook failed")
         };
+        // What the session records of the device.
+        let device = Identity {
+            fields: serde_json::Map::new(),
+            ..identity.clone()
+        };
         let hook_future = std::panic::catch_unwind(AssertUnwindSafe(|| (self.hook)(identity)))
             .map_err(|_| hook_panicked())?;
         let hooked = AssertUnwindSafe(hook_future)
@@ -277,14 +283,7 @@ where
 
         // Only a stored session yields a token: on any store failure the client gets 503.
         let (token, state) = self
-            .create_session(
-                app.app_id.clone(),
-                who.openid,
-                who.unionid,
-                who.session_key,
-                data_json,
-                data,
-            )
+            .create_session(device, who.session_key, data_json, data)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "wxlogin: creating the session failed");
@@ -319,16 +318,16 @@ where
                 "a session needs a user id (openid) of 1 to 128 bytes",
             ));
         }
-        let app_id = if who.app_id.is_empty() {
-            self.apps[0].app_id.clone()
-        } else if self.apps.iter().any(|a| a.app_id == who.app_id) {
-            who.app_id
-        } else {
+        let mut who = who;
+        if who.app_id.is_empty() {
+            who.app_id = self.apps[0].app_id.clone();
+        } else if !self.apps.iter().any(|a| a.app_id == who.app_id) {
             return Err(self.reject(
                 ErrorCode::Misconfigured,
                 "the session's app id is not a mini program this login serves",
             ));
-        };
+        }
+        who.fields = serde_json::Map::new();
         let data_json = serde_json::to_vec(&data).map_err(|e| {
             tracing::error!(error = %e, "wxlogin: the issued session's data does not serialize");
             self.reject(
@@ -337,14 +336,7 @@ where
             )
         })?;
         let (token, _) = self
-            .create_session(
-                app_id,
-                who.openid,
-                who.unionid,
-                crate::Secret::new(""),
-                data_json,
-                data,
-            )
+            .create_session(who, crate::Secret::new(""), data_json, data)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "wxlogin: issuing a session failed");
@@ -352,6 +344,105 @@ where
             })?;
         tracing::info!(outcome = "ok", "wxlogin: session issued");
         Ok(token)
+    }
+
+    /// Replaces the data of the sessions `ids` (one session's, or all of a
+    /// user's): in the store, then out of this instance's cache (at once)
+    /// and, through the store's announcement, the others'. Answers how many
+    /// sessions were changed (a session that ended meanwhile is not).
+    pub(crate) async fn set_data(&self, ids: &[StoreId], data: &T) -> Result<usize, Rejection> {
+        let data_json = serde_json::to_vec(data).map_err(|e| {
+            tracing::error!(error = %e, "wxlogin: the new session data does not serialize");
+            self.reject(
+                ErrorCode::Misconfigured,
+                "the server cannot store this session",
+            )
+        })?;
+        let store = self.sessions.store();
+        let mut changed = 0;
+        let mut outcome = Ok(());
+        for id in ids {
+            match self
+                .sessions
+                .timed("replace_data", store.replace_data(*id, data_json.clone()))
+                .await
+            {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                // A record that does not decode answers 401 on use: not changed.
+                Err(e) if e.is_bad_record() => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "wxlogin: changing session data failed");
+                    outcome = Err(self.reject_fixed(&refusals::STORE_DOWN));
+                    break;
+                }
+            }
+        }
+        // Whatever got done, and what a timeout may have left half-done.
+        self.sessions.changed_store_ids(ids);
+        outcome.map(|()| changed)
+    }
+
+    /// The live sessions of `openid` with their records, oldest first.
+    pub(crate) async fn devices(
+        &self,
+        openid: &str,
+    ) -> Result<Vec<(StoreId, crate::store::SessionRecord)>, Rejection> {
+        let ids = self.user_sessions(openid).await?;
+        let store = self.sessions.store();
+        let now = crate::clock::now_ms();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.sessions.timed("load", store.load(id)).await {
+                Ok(Some(record)) if !record.is_expired_at(now) && record.openid == openid => {
+                    out.push((id, record))
+                }
+                Ok(_) => {}
+                // Listed but undecodable: it answers 401 on use; leave it out.
+                Err(e) if e.is_bad_record() => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "wxlogin: loading a user's sessions failed");
+                    return Err(self.reject_fixed(&refusals::STORE_DOWN));
+                }
+            }
+        }
+        // A store may list by end (Redis) rather than by creation.
+        out.sort_by_key(|(_, record)| record.created_at_ms);
+        Ok(out)
+    }
+
+    /// Ends one session by its store id: out of every cache (with a
+    /// tombstone), then out of the store, announced to the other instances.
+    pub(crate) async fn revoke_store_id(&self, store_id: StoreId) -> Result<bool, Rejection> {
+        self.sessions.invalidate_store_ids(&[store_id]);
+        let store = self.sessions.store().clone();
+        let me = self.me.clone();
+        self.sessions
+            .timed_detached(
+                "delete",
+                async move { store.delete(store_id).await },
+                move |_| {
+                    if let Some(engine) = me.upgrade() {
+                        engine.sessions.invalidate_store_ids(&[store_id]);
+                    }
+                },
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "wxlogin: ending a session failed");
+                self.reject_fixed(&refusals::STORE_DOWN)
+            })
+    }
+
+    /// The user's sessions that have not ended, from the store.
+    pub(crate) async fn user_sessions(&self, openid: &str) -> Result<Vec<StoreId>, Rejection> {
+        self.sessions
+            .timed("user_sessions", self.sessions.store().user_sessions(openid))
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "wxlogin: listing a user's sessions failed");
+                self.reject_fixed(&refusals::STORE_DOWN)
+            })
     }
 
     /// The body, at most `body_limit` bytes of it; over that, `413`.

@@ -125,11 +125,11 @@ where
     /// under `single_session`) in the same store step, and keeps the newest
     /// `session_key` for the user. Returns the token only once the session
     /// is stored.
+    /// `who` gives the user and the device (`User-Agent`, IP) the session
+    /// records; its `fields` are not kept.
     pub(crate) async fn create_session(
         &self,
-        app_id: String,
-        openid: String,
-        unionid: Option<String>,
+        who: Identity,
         session_key: Secret,
         data_json: Vec<u8>,
         data: T,
@@ -137,10 +137,12 @@ where
         let now = now_ms();
         let expires_at_ms = now.saturating_add(self.session_ttl.as_millis() as u64);
         let mut record = SessionRecord {
-            openid,
-            unionid,
-            app_id,
+            openid: who.openid,
+            unionid: who.unionid,
+            app_id: who.app_id,
             session_key,
+            user_agent: who.user_agent,
+            ip: who.ip,
             data: data_json,
             created_at_ms: now,
             expires_at_ms,
@@ -254,6 +256,7 @@ where
                 match inv {
                     Invalidation::Sessions(ids) => engine.sessions.invalidate_store_ids(&ids),
                     Invalidation::All => engine.sessions.invalidate_all(),
+                    Invalidation::Changed(ids) => engine.sessions.changed_store_ids(&ids),
                 }
                 true
             }));

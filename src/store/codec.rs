@@ -1,23 +1,31 @@
 //! A compact binary encoding of [`SessionRecord`], for stores that keep bytes.
 //!
 //! ```text
-//! 0      version (2; version 1 records are still read)
+//! 0      version (3; versions 1 and 2 are still read)
 //! 1..9   idle deadline, ms, big-endian u64 (0 = none)   <- fixed offset, so a
 //! 9..17  expiry, ms                                         store can move the
 //! 17..25 creation, ms                                       idle deadline in place
 //! then   openid, unionid (0xFFFF length = none), app_id, session_key as
-//!        u16-length-prefixed UTF-8, and data prefixed by its length as a
-//!        LEB128 varint (version 1: a big-endian u32)
+//!        u16-length-prefixed UTF-8; (version 3) the device: a flags byte
+//!        (1: a User-Agent follows, 2: an IPv4, 4: an IPv6; 0, one byte,
+//!        when there is none), the User-Agent prefixed by its length as a
+//!        LEB128 varint, the address's 4 or 16 bytes; and data prefixed by
+//!        its length as a LEB128 varint (version 1: a big-endian u32).
+//!        Data last: a store can replace it without decoding what comes
+//!        before.
 //! ```
 //!
-//! About 100 bytes plus the app's data, against ~300 for the same record as JSON.
+//! About 100 bytes plus the app's data and the User-Agent (a WeChat one is
+//! about 150 bytes), against ~300 for the same record as JSON.
 
 use super::{SessionRecord, StoreError};
 use crate::Secret;
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 /// The first format, still read: the data had a 4-byte length prefix.
 const VERSION_1: u8 = 1;
+/// The second format, still read: no User-Agent or IP.
+const VERSION_2: u8 = 2;
 /// Byte offset of the idle deadline in an encoded record.
 pub const IDLE_OFFSET: usize = 1;
 /// Byte offset of the expiry in an encoded record.
@@ -32,7 +40,7 @@ impl SessionRecord {
     /// let rec = SessionRecord {
     ///     openid: "o1".into(), unionid: None, app_id: "wx1".into(),
     ///     session_key: Secret::new("k"), data: b"{}".to_vec(),
-    ///     created_at_ms: 1, expires_at_ms: 2, idle_expires_at_ms: None,
+    ///     created_at_ms: 1, expires_at_ms: 2, idle_expires_at_ms: None, user_agent: None, ip: None,
     /// };
     /// assert_eq!(SessionRecord::decode(&rec.encode()).unwrap(), rec);
     /// ```
@@ -41,7 +49,8 @@ impl SessionRecord {
             + self.unionid.as_ref().map_or(0, |u| u.len())
             + self.app_id.len()
             + self.session_key.expose().len();
-        let mut out = Vec::with_capacity(25 + 8 + 5 + strings + self.data.len());
+        let ua = self.user_agent.as_ref().map_or(0, |u| u.len());
+        let mut out = Vec::with_capacity(25 + 10 + 17 + 5 + strings + ua + self.data.len());
         out.push(VERSION);
         out.extend_from_slice(&self.idle_expires_at_ms.unwrap_or(0).to_be_bytes());
         out.extend_from_slice(&self.expires_at_ms.to_be_bytes());
@@ -50,13 +59,26 @@ impl SessionRecord {
         put_str(&mut out, self.unionid.as_deref());
         put_str(&mut out, Some(&self.app_id));
         put_str(&mut out, Some(self.session_key.expose()));
-        // The data's length as a LEB128 varint: one byte up to 127.
-        let mut len = self.data.len();
-        while len >= 0x80 {
-            out.push(len as u8 | 0x80);
-            len >>= 7;
+        // The device: one byte of flags (0 when there is none), then what it says.
+        let ua = self.user_agent.as_deref().map(|u| cut(u, DEVICE_UA_MAX));
+        let flags = ua.map_or(0, |_| HAS_UA)
+            | match self.ip {
+                None => 0,
+                Some(std::net::IpAddr::V4(_)) => HAS_V4,
+                Some(std::net::IpAddr::V6(_)) => HAS_V6,
+            };
+        out.push(flags);
+        if let Some(ua) = ua {
+            put_varint(&mut out, ua.len());
+            out.extend_from_slice(ua.as_bytes());
         }
-        out.push(len as u8);
+        match self.ip {
+            None => {}
+            Some(std::net::IpAddr::V4(v4)) => out.extend_from_slice(&v4.octets()),
+            Some(std::net::IpAddr::V6(v6)) => out.extend_from_slice(&v6.octets()),
+        }
+        // The data's length as a LEB128 varint: one byte up to 127.
+        put_varint(&mut out, self.data.len());
         out.extend_from_slice(&self.data);
         out
     }
@@ -69,7 +91,7 @@ impl SessionRecord {
     /// let rec = SessionRecord {
     ///     openid: "o1".into(), unionid: Some("u1".into()), app_id: "wx1".into(),
     ///     session_key: Secret::new("k"), data: b"{}".to_vec(),
-    ///     created_at_ms: 1, expires_at_ms: 2, idle_expires_at_ms: Some(2),
+    ///     created_at_ms: 1, expires_at_ms: 2, idle_expires_at_ms: Some(2), user_agent: None, ip: None,
     /// };
     /// let bytes = rec.encode();
     /// assert_eq!(SessionRecord::decode(&bytes).unwrap(), rec);
@@ -78,7 +100,7 @@ impl SessionRecord {
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let mut r = Reader { bytes, pos: 0 };
         let version = r.take(1)?[0];
-        if version != VERSION && version != VERSION_1 {
+        if ![VERSION, VERSION_1, VERSION_2].contains(&version) {
             return Err(StoreError::bad_record("unknown session record version"));
         }
         let idle = r.u64()?;
@@ -88,6 +110,33 @@ impl SessionRecord {
         let unionid = r.string()?;
         let app_id = r.string()?.ok_or_else(damaged)?;
         let session_key = Secret::new(r.string()?.ok_or_else(damaged)?);
+        let (user_agent, ip) = if version == VERSION {
+            let flags = r.take(1)?[0];
+            if flags & !(HAS_UA | HAS_V4 | HAS_V6) != 0
+                || flags & HAS_V4 != 0 && flags & HAS_V6 != 0
+            {
+                return Err(damaged());
+            }
+            let user_agent = if flags & HAS_UA != 0 {
+                let len = r.varint()?;
+                let raw = r.take(len)?;
+                Some(String::from_utf8(raw.to_vec()).map_err(|_| damaged())?)
+            } else {
+                None
+            };
+            let ip = if flags & HAS_V4 != 0 {
+                let octets: [u8; 4] = r.take(4)?.try_into().map_err(|_| damaged())?;
+                Some(std::net::IpAddr::from(octets))
+            } else if flags & HAS_V6 != 0 {
+                let octets: [u8; 16] = r.take(16)?.try_into().map_err(|_| damaged())?;
+                Some(std::net::IpAddr::from(octets))
+            } else {
+                None
+            };
+            (user_agent, ip)
+        } else {
+            (None, None)
+        };
         let len = if version == VERSION_1 {
             u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| damaged())?) as usize
         } else {
@@ -106,6 +155,8 @@ impl SessionRecord {
             created_at_ms,
             expires_at_ms,
             idle_expires_at_ms: (idle != 0).then_some(idle),
+            user_agent,
+            ip,
         })
     }
 }
@@ -122,6 +173,32 @@ pub(crate) fn openid_of(bytes: &[u8]) -> Option<&str> {
         return None;
     }
     std::str::from_utf8(bytes.get(27..27 + len as usize)?).ok()
+}
+
+/// Device flags (version 3): a `User-Agent` follows, an IPv4 or an IPv6 address.
+const HAS_UA: u8 = 1;
+const HAS_V4: u8 = 2;
+const HAS_V6: u8 = 4;
+
+/// Longest `User-Agent` a record keeps, in bytes (the login keeps 256).
+const DEVICE_UA_MAX: usize = 1024;
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A length as a LEB128 varint: one byte up to 127.
+fn put_varint(out: &mut Vec<u8>, mut len: usize) {
+    while len >= 0x80 {
+        out.push(len as u8 | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
 }
 
 fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
@@ -197,6 +274,8 @@ mod tests {
             created_at_ms: 1_700_000_000_000,
             expires_at_ms: 1_700_604_800_000,
             idle_expires_at_ms: Some(1_700_000_600_000),
+            user_agent: None,
+            ip: None,
         }
     }
 
@@ -209,6 +288,14 @@ mod tests {
         none.unionid = None;
         none.idle_expires_at_ms = None;
         assert_eq!(SessionRecord::decode(&none.encode()).unwrap(), none);
+        for ip in ["203.0.113.7", "2001:db8::1"] {
+            let mut device = r.clone();
+            device.user_agent = Some("Mozilla/5.0 (iPhone) MicroMessenger/8.0.50".into());
+            device.ip = Some(ip.parse().unwrap());
+            let bytes = device.encode();
+            assert_eq!(SessionRecord::decode(&bytes).unwrap(), device);
+            assert_eq!(openid_of(&bytes), Some(r.openid.as_str()));
+        }
     }
 
     #[test]
@@ -220,17 +307,30 @@ mod tests {
             assert_eq!(SessionRecord::decode(&bytes).unwrap(), r, "{len}");
             assert!(SessionRecord::decode(&bytes[..bytes.len() - 1]).is_err());
         }
-        // A version 1 record (u32 data length), as an earlier release wrote it.
+        // Version 1 (u32 data length) and 2 (no device) records, as earlier
+        // releases wrote them: this version's bytes without the device
+        // flags byte (0: none).
         let r = record();
-        let v2 = r.encode();
-        let head = v2.len() - r.data.len() - 1;
+        let v3 = r.encode();
+        let head = v3.len() - r.data.len() - 1;
+        assert_eq!(v3[head - 1], 0);
+        let mut v2 = vec![2u8];
+        v2.extend_from_slice(&v3[1..head - 1]);
+        v2.extend_from_slice(&v3[head..]);
+        assert_eq!(SessionRecord::decode(&v2).unwrap(), r);
         let mut v1 = vec![1u8];
-        v1.extend_from_slice(&v2[1..head]);
+        v1.extend_from_slice(&v3[1..head - 1]);
         v1.extend_from_slice(&(r.data.len() as u32).to_be_bytes());
         v1.extend_from_slice(&r.data);
         assert_eq!(SessionRecord::decode(&v1).unwrap(), r);
+        // Unknown device flags, or both address kinds, are damage.
+        for flags in [8u8, 6, 0x80] {
+            let mut bad = v3.clone();
+            bad[head - 1] = flags;
+            assert!(SessionRecord::decode(&bad).unwrap_err().is_bad_record());
+        }
         // An endless varint is damage, not a panic or a huge allocation.
-        let mut bad = v2[..head].to_vec();
+        let mut bad = v3[..head].to_vec();
         bad.extend_from_slice(&[0xff; 8]);
         assert!(SessionRecord::decode(&bad).is_err());
     }

@@ -323,6 +323,40 @@ impl SessionStore for MemoryStore {
         Box::pin(std::future::ready(Ok(ids)))
     }
 
+    fn replace_data(&self, id: StoreId, data: Vec<u8>) -> StoreFuture<'_, bool> {
+        let now = now_ms();
+        let mut st = self.inner.lock();
+        let result = match st.sessions.get_mut(&id) {
+            Some(bytes) if ends_at_ms(bytes) > now => match SessionRecord::decode(bytes) {
+                Ok(mut record) => {
+                    record.data = data;
+                    *bytes = record.encode().into_boxed_slice();
+                    Ok(true)
+                }
+                Err(e) => Err(e),
+            },
+            _ => Ok(false),
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn user_sessions(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
+        let now = now_ms();
+        let st = self.inner.lock();
+        let ids = st
+            .users
+            .get(openid)
+            .map(|u| {
+                u.ids
+                    .iter()
+                    .filter(|i| st.sessions.get(i).is_some_and(|b| ends_at_ms(b) > now))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        Box::pin(std::future::ready(Ok(ids)))
+    }
+
     fn is_shared(&self) -> bool {
         false // one process's memory
     }

@@ -201,6 +201,10 @@ pub enum Invalidation {
     /// not while it cannot: until then the cache TTL bounds staleness, and
     /// cached sessions keep serving through a store outage.
     All,
+    /// These sessions' data changed ([`SessionStore::replace_data`]): drop
+    /// the cached copies; the sessions stay valid and are loaded again on
+    /// next use.
+    Changed(Vec<StoreId>),
 }
 
 /// Where a store delivers [`Invalidation`]s; answers `false` once nobody
@@ -269,7 +273,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// #     SessionRecord {
     /// #         openid: openid.into(), unionid: None, app_id: "wx1".into(),
     /// #         session_key: Secret::new("k"), data: b"null".to_vec(),
-    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None,
+    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None, user_agent: None, ip: None,
     /// #     }
     /// # }
     ///
@@ -308,7 +312,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// #     SessionRecord {
     /// #         openid: openid.into(), unionid: None, app_id: "wx1".into(),
     /// #         session_key: Secret::new("k"), data: b"null".to_vec(),
-    /// #         created_at_ms, expires_at_ms: created_at_ms + 3_600_000, idle_expires_at_ms: None,
+    /// #         created_at_ms, expires_at_ms: created_at_ms + 3_600_000, idle_expires_at_ms: None, user_agent: None, ip: None,
     /// #     }
     /// # }
     /// use wxlogin::store::{MemoryStore, SessionStore, StoreId};
@@ -362,7 +366,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// #     SessionRecord {
     /// #         openid: openid.into(), unionid: None, app_id: "wx1".into(),
     /// #         session_key: Secret::new("k"), data: b"null".to_vec(),
-    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None,
+    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None, user_agent: None, ip: None,
     /// #     }
     /// # }
     ///
@@ -388,7 +392,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// #     SessionRecord {
     /// #         openid: openid.into(), unionid: None, app_id: "wx1".into(),
     /// #         session_key: Secret::new("k"), data: b"null".to_vec(),
-    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None,
+    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None, user_agent: None, ip: None,
     /// #     }
     /// # }
     ///
@@ -413,7 +417,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// #     SessionRecord {
     /// #         openid: openid.into(), unionid: None, app_id: "wx1".into(),
     /// #         session_key: Secret::new("k"), data: b"null".to_vec(),
-    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None,
+    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None, user_agent: None, ip: None,
     /// #     }
     /// # }
     ///
@@ -446,7 +450,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// #     SessionRecord {
     /// #         openid: openid.into(), unionid: None, app_id: "wx1".into(),
     /// #         session_key: Secret::new("k"), data: b"null".to_vec(),
-    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None,
+    /// #         created_at_ms: now, expires_at_ms: now + 3_600_000, idle_expires_at_ms: None, user_agent: None, ip: None,
     /// #     }
     /// # }
     ///
@@ -562,6 +566,61 @@ pub trait SessionStore: Send + Sync + 'static {
     fn latest_session_key(&self, openid: &str) -> StoreFuture<'_, Option<Secret>> {
         let _ = openid;
         Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Replaces the app data of a session that has not ended (its
+    /// lifetime, idle deadline and everything else stay); answers whether
+    /// there was such a session. A shared store announces the change to
+    /// the other instances ([`Invalidation::Changed`]), which drop their
+    /// cached copy and load the new data on next use. The default cannot:
+    /// it fails, and so does [`WxLogin::set_session_data`] on such a store.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use wxlogin::{Secret, SessionRecord};
+    /// use wxlogin::store::{MemoryStore, SessionStore, StoreId};
+    /// let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    /// let store = MemoryStore::new();
+    /// let record = SessionRecord {
+    ///     openid: "o1".into(), unionid: None, app_id: "wx1".into(),
+    ///     session_key: Secret::new("k"), data: br#"{"nickname":null}"#.to_vec(),
+    ///     created_at_ms: now, expires_at_ms: now + 60_000, idle_expires_at_ms: None, user_agent: None, ip: None,
+    /// };
+    /// store.create(StoreId([1; 16]), record).await?;
+    /// assert!(store.replace_data(StoreId([1; 16]), br#"{"nickname":"N"}"#.to_vec()).await?);
+    /// let loaded = store.load(StoreId([1; 16])).await?.unwrap();
+    /// assert_eq!(loaded.data, br#"{"nickname":"N"}"#);
+    /// assert_eq!(loaded.expires_at_ms, now + 60_000);
+    /// assert!(!store.replace_data(StoreId([2; 16]), b"null".to_vec()).await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`WxLogin::set_session_data`]: crate::WxLogin::set_session_data
+    fn replace_data(&self, id: StoreId, data: Vec<u8>) -> StoreFuture<'_, bool> {
+        let _ = (id, data);
+        Box::pin(std::future::ready(Err(StoreError::new(
+            "this store cannot change a session's data (it does not implement replace_data)",
+        ))))
+    }
+
+    /// The ids of a user's sessions that have not ended, oldest first (for
+    /// changing all their data). The default cannot: it fails.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxlogin::store::{MemoryStore, SessionStore};
+    /// assert!(MemoryStore::new().user_sessions("o-nobody").await?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn user_sessions(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
+        let _ = openid;
+        Box::pin(std::future::ready(Err(StoreError::new(
+            "this store cannot list a user's sessions (it does not implement user_sessions)",
+        ))))
     }
 
     /// Where instances share the WeChat access token, if this store can

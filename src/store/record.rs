@@ -21,6 +21,8 @@ use crate::Secret;
 ///     created_at_ms: 1_700_000_000_000,
 ///     expires_at_ms: 1_700_604_800_000,
 ///     idle_expires_at_ms: None,
+///     user_agent: None,
+///     ip: None,
 /// };
 /// assert!(!format!("{record:?}").contains("tiihtNczf5v6AKRyjwEUhQ=="));
 /// ```
@@ -42,6 +44,11 @@ pub struct SessionRecord {
     pub expires_at_ms: u64,
     /// When the session ends if not used before (idle timeout), if one is set.
     pub idle_expires_at_ms: Option<u64>,
+    /// The client's `User-Agent` at login (at most 256 bytes), for the
+    /// device list.
+    pub user_agent: Option<String>,
+    /// The client's address at login, for the device list.
+    pub ip: Option<std::net::IpAddr>,
 }
 
 impl fmt::Debug for SessionRecord {
@@ -55,6 +62,8 @@ impl fmt::Debug for SessionRecord {
             .field("created_at_ms", &self.created_at_ms)
             .field("expires_at_ms", &self.expires_at_ms)
             .field("idle_expires_at_ms", &self.idle_expires_at_ms)
+            .field("user_agent", &self.user_agent)
+            .field("ip", &self.ip)
             .finish()
     }
 }
@@ -67,7 +76,7 @@ impl SessionRecord {
     /// let record = SessionRecord {
     ///     openid: "o1".into(), unionid: None, app_id: "wx1".into(),
     ///     session_key: Secret::new("k"), data: b"null".to_vec(),
-    ///     created_at_ms: 0, expires_at_ms: 10_000, idle_expires_at_ms: Some(4_000),
+    ///     created_at_ms: 0, expires_at_ms: 10_000, idle_expires_at_ms: Some(4_000), user_agent: None, ip: None,
     /// };
     /// assert_eq!(record.ends_at_ms(), 4_000);
     /// ```
@@ -85,7 +94,7 @@ impl SessionRecord {
     /// let record = SessionRecord {
     ///     openid: "o1".into(), unionid: None, app_id: "wx1".into(),
     ///     session_key: Secret::new("k"), data: b"null".to_vec(),
-    ///     created_at_ms: 0, expires_at_ms: 10_000, idle_expires_at_ms: None,
+    ///     created_at_ms: 0, expires_at_ms: 10_000, idle_expires_at_ms: None, user_agent: None, ip: None,
     /// };
     /// assert!(!record.is_expired_at(9_999));
     /// assert!(record.is_expired_at(10_000));

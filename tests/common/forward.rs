@@ -78,6 +78,12 @@ pub trait Forwarding: Send + Sync + 'static {
     fn latest_session_key(&self, openid: &str) -> StoreFuture<'_, Option<Secret>> {
         self.inner().latest_session_key(openid)
     }
+    fn replace_data(&self, id: StoreId, data: Vec<u8>) -> StoreFuture<'_, bool> {
+        self.inner().replace_data(id, data)
+    }
+    fn user_sessions(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
+        self.inner().user_sessions(openid)
+    }
     fn access_token_cache(&self) -> Option<&dyn AccessTokenCache> {
         self.inner().access_token_cache()
     }
@@ -136,6 +142,12 @@ impl<T: Forwarding> SessionStore for Forward<T> {
     }
     fn latest_session_key(&self, openid: &str) -> StoreFuture<'_, Option<Secret>> {
         self.0.latest_session_key(openid)
+    }
+    fn replace_data(&self, id: StoreId, data: Vec<u8>) -> StoreFuture<'_, bool> {
+        self.0.replace_data(id, data)
+    }
+    fn user_sessions(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
+        self.0.user_sessions(openid)
     }
     fn access_token_cache(&self) -> Option<&dyn AccessTokenCache> {
         self.0.access_token_cache()

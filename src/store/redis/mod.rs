@@ -55,7 +55,7 @@ mod access_token;
 mod scripts;
 mod subscriber;
 
-use scripts::{GET_KEY, KEY_MEMBER, LIST, PUT_KEY, RESERVE, TOUCH};
+use scripts::{GET_KEY, KEY_MEMBER, LIST, PUT_KEY, REPLACE, RESERVE, TOUCH};
 use subscriber::{parse_id, subscribe};
 
 /// Sessions in Redis (or Valkey), shared by every instance of the app.
@@ -427,6 +427,12 @@ impl RedisStore {
     }
 }
 
+/// How often a data change is tried against concurrent idle extensions.
+const REPLACE_ATTEMPTS: usize = 8;
+
+/// The prefix of a message announcing changed (not ended) sessions.
+pub(super) const CHANGED: &str = "c:";
+
 fn join_ids(ids: &[StoreId]) -> String {
     ids.iter()
         .map(|i| i.to_string())
@@ -536,6 +542,57 @@ impl SessionStore for RedisStore {
                 .filter(|(_, r)| **r == redis::Value::Int(1))
                 .map(|(id, _)| *id)
                 .collect())
+        })
+    }
+
+    /// `GET`, then a compare-and-set script that keeps the key's expiry and
+    /// the idle deadline as it is then (tried again only when another data
+    /// change came between), then `PUBLISH c:<id>` so that the other
+    /// instances load it anew.
+    fn replace_data(&self, id: StoreId, data: Vec<u8>) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let key = self.session_key(id);
+            for _ in 0..REPLACE_ATTEMPTS {
+                let bytes: Option<Vec<u8>> =
+                    on_conn!(self.conn, |c| c.get(&key).await).map_err(err)?;
+                let Some(bytes) = bytes else {
+                    return Ok(false);
+                };
+                let mut record = SessionRecord::decode(&bytes)?;
+                if record.is_expired_at(crate::clock::now_ms()) {
+                    return Ok(false);
+                }
+                record.data = data.clone();
+                let replaced: i64 = self
+                    .run(
+                        REPLACE
+                            .key(&key)
+                            .arg(&bytes)
+                            .arg(record.encode())
+                            .arg(IDLE_OFFSET),
+                    )
+                    .await?;
+                if replaced == 1 {
+                    self.publish(format!("{CHANGED}{id}")).await?;
+                    return Ok(true);
+                }
+            }
+            Err(StoreError::new(
+                "the session changed under every attempt to replace its data",
+            ))
+        })
+    }
+
+    /// The live members of the user's index (`ZRANGEBYSCORE` from now).
+    fn user_sessions(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
+        let index = self.user_key(openid);
+        Box::pin(async move {
+            let now = crate::clock::now_ms();
+            let members: Vec<String> = on_conn!(self.conn, |c| c
+                .zrangebyscore(&index, format!("({now}"), "+inf")
+                .await)
+            .map_err(err)?;
+            Ok(members.iter().filter_map(|m| parse_id(m)).collect())
         })
     }
 

@@ -147,6 +147,26 @@ return 1
     )
 });
 
+/// Replaces a record if, but for its idle deadline, it is still the one
+/// read (`ARGV[1]`), keeping its expiry and its current idle deadline (the
+/// 8 bytes at offset `ARGV[3]`, which `TOUCH` rewrites in place): a change
+/// of session data neither loses a concurrent idle extension nor retries
+/// because of one. Returns 0 when something else changed meanwhile (or the
+/// record is gone).
+pub(super) static REPLACE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local old, new, off = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local function rest(r) return r:sub(1, off) .. r:sub(off + 9) end
+if #cur ~= #old or rest(cur) ~= rest(old) then return 0 end
+redis.call('SET', KEYS[1], new:sub(1, off) .. cur:sub(off + 1, off + 8) .. new:sub(off + 9), 'KEEPTTL')
+return 1
+",
+    )
+});
+
 /// Deletes the shared access token if it is still the given one.
 /// The value is `<obtained ms>:<expires ms>:<token>`.
 pub(super) static DISCARD_TOKEN: LazyLock<Script> = LazyLock::new(|| {

@@ -118,6 +118,8 @@ pub(super) async fn listen(pubsub: redis::aio::PubSub, sink: &InvalidationSink) 
                 };
                 let inv = if payload == "*" {
                     Invalidation::All
+                } else if let Some(ids) = payload.strip_prefix(super::CHANGED) {
+                    Invalidation::Changed(ids.split(',').filter_map(parse_id).collect())
                 } else {
                     Invalidation::Sessions(payload.split(',').filter_map(parse_id).collect())
                 };
