@@ -297,9 +297,12 @@ where
 
     /// Whether the data of `store_id` changed after a load noted `epoch`.
     fn changed_since(&self, store_id: &StoreId, epoch: u64) -> bool {
-        self.changed
-            .get(store_id)
-            .is_some_and(|stamp| stamp > epoch)
+        // No change at all since the load began: nothing to look up.
+        self.epoch.load(Ordering::SeqCst) != epoch
+            && self
+                .changed
+                .get(store_id)
+                .is_some_and(|stamp| stamp > epoch)
     }
 
     /// Drops every cached session: after invalidation messages may have been lost.

@@ -1,14 +1,15 @@
 //! A compact binary encoding of [`SessionRecord`], for stores that keep bytes.
 //!
 //! ```text
-//! 0      version (3; versions 1 and 2 are still read)
+//! 0      version (3 with a device, 2 without; version 1 is still read)
 //! 1..9   idle deadline, ms, big-endian u64 (0 = none)   <- fixed offset, so a
 //! 9..17  expiry, ms                                         store can move the
 //! 17..25 creation, ms                                       idle deadline in place
 //! then   openid, unionid (0xFFFF length = none), app_id, session_key as
 //!        u16-length-prefixed UTF-8; (version 3) the device: a flags byte
-//!        (1: a User-Agent follows, 2: an IPv4, 4: an IPv6; 0, one byte,
-//!        when there is none), the User-Agent prefixed by its length as a
+//!        (1: a User-Agent follows, 2: an IPv4, 4: an IPv6; never 0: a
+//!        record with no device is written as version 2, byte for byte as
+//!        before), the User-Agent prefixed by its length as a
 //!        LEB128 varint, the address's 4 or 16 bytes; and data prefixed by
 //!        its length as a LEB128 varint (version 1: a big-endian u32).
 //!        Data last: a store can replace it without decoding what comes
@@ -49,17 +50,6 @@ impl SessionRecord {
             + self.unionid.as_ref().map_or(0, |u| u.len())
             + self.app_id.len()
             + self.session_key.expose().len();
-        let ua = self.user_agent.as_ref().map_or(0, |u| u.len());
-        let mut out = Vec::with_capacity(25 + 10 + 17 + 5 + strings + ua + self.data.len());
-        out.push(VERSION);
-        out.extend_from_slice(&self.idle_expires_at_ms.unwrap_or(0).to_be_bytes());
-        out.extend_from_slice(&self.expires_at_ms.to_be_bytes());
-        out.extend_from_slice(&self.created_at_ms.to_be_bytes());
-        put_str(&mut out, Some(&self.openid));
-        put_str(&mut out, self.unionid.as_deref());
-        put_str(&mut out, Some(&self.app_id));
-        put_str(&mut out, Some(self.session_key.expose()));
-        // The device: one byte of flags (0 when there is none), then what it says.
         let ua = self.user_agent.as_deref().map(|u| cut(u, DEVICE_UA_MAX));
         let flags = ua.map_or(0, |_| HAS_UA)
             | match self.ip {
@@ -67,7 +57,33 @@ impl SessionRecord {
                 Some(std::net::IpAddr::V4(_)) => HAS_V4,
                 Some(std::net::IpAddr::V6(_)) => HAS_V6,
             };
-        out.push(flags);
+        // Exact (a varint of a User-Agent is at most 2 bytes): the memory
+        // store boxes the bytes, and a shrink leaves slack it would keep.
+        let device_len = match flags {
+            0 => 0,
+            _ => {
+                1 + ua.map_or(0, |u| u.len() + if u.len() < 0x80 { 1 } else { 2 })
+                    + match self.ip {
+                        None => 0,
+                        Some(std::net::IpAddr::V4(_)) => 4,
+                        Some(std::net::IpAddr::V6(_)) => 16,
+                    }
+            }
+        };
+        let mut out = Vec::with_capacity(25 + 8 + 5 + strings + device_len + self.data.len());
+        // With no device, the version 2 layout: not one byte more than before.
+        out.push(if flags == 0 { VERSION_2 } else { VERSION });
+        out.extend_from_slice(&self.idle_expires_at_ms.unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&self.expires_at_ms.to_be_bytes());
+        out.extend_from_slice(&self.created_at_ms.to_be_bytes());
+        put_str(&mut out, Some(&self.openid));
+        put_str(&mut out, self.unionid.as_deref());
+        put_str(&mut out, Some(&self.app_id));
+        put_str(&mut out, Some(self.session_key.expose()));
+        // The device: a flags byte, then what it says.
+        if flags != 0 {
+            out.push(flags);
+        }
         if let Some(ua) = ua {
             put_varint(&mut out, ua.len());
             out.extend_from_slice(ua.as_bytes());
@@ -112,7 +128,8 @@ impl SessionRecord {
         let session_key = Secret::new(r.string()?.ok_or_else(damaged)?);
         let (user_agent, ip) = if version == VERSION {
             let flags = r.take(1)?[0];
-            if flags & !(HAS_UA | HAS_V4 | HAS_V6) != 0
+            if flags == 0
+                || flags & !(HAS_UA | HAS_V4 | HAS_V6) != 0
                 || flags & HAS_V4 != 0 && flags & HAS_V6 != 0
             {
                 return Err(damaged());
@@ -293,6 +310,7 @@ mod tests {
             device.user_agent = Some("Mozilla/5.0 (iPhone) MicroMessenger/8.0.50".into());
             device.ip = Some(ip.parse().unwrap());
             let bytes = device.encode();
+            assert_eq!(bytes[0], 3);
             assert_eq!(SessionRecord::decode(&bytes).unwrap(), device);
             assert_eq!(openid_of(&bytes), Some(r.openid.as_str()));
         }
@@ -307,30 +325,28 @@ mod tests {
             assert_eq!(SessionRecord::decode(&bytes).unwrap(), r, "{len}");
             assert!(SessionRecord::decode(&bytes[..bytes.len() - 1]).is_err());
         }
-        // Version 1 (u32 data length) and 2 (no device) records, as earlier
-        // releases wrote them: this version's bytes without the device
-        // flags byte (0: none).
+        // With no device a record is version 2, as the previous release
+        // wrote it; version 1 had a u32 data length.
         let r = record();
-        let v3 = r.encode();
-        let head = v3.len() - r.data.len() - 1;
-        assert_eq!(v3[head - 1], 0);
-        let mut v2 = vec![2u8];
-        v2.extend_from_slice(&v3[1..head - 1]);
-        v2.extend_from_slice(&v3[head..]);
-        assert_eq!(SessionRecord::decode(&v2).unwrap(), r);
+        let v2 = r.encode();
+        assert_eq!(v2[0], 2);
+        let head = v2.len() - r.data.len() - 1;
         let mut v1 = vec![1u8];
-        v1.extend_from_slice(&v3[1..head - 1]);
+        v1.extend_from_slice(&v2[1..head]);
         v1.extend_from_slice(&(r.data.len() as u32).to_be_bytes());
         v1.extend_from_slice(&r.data);
         assert_eq!(SessionRecord::decode(&v1).unwrap(), r);
-        // Unknown device flags, or both address kinds, are damage.
-        for flags in [8u8, 6, 0x80] {
-            let mut bad = v3.clone();
-            bad[head - 1] = flags;
+        // Version 3: a flags byte where version 2 has the data's length.
+        // No flags, unknown flags, or both address kinds, are damage.
+        for flags in [0u8, 8, 6, 0x80] {
+            let mut bad = vec![3u8];
+            bad.extend_from_slice(&v2[1..head]);
+            bad.push(flags);
+            bad.extend_from_slice(&v2[head..]);
             assert!(SessionRecord::decode(&bad).unwrap_err().is_bad_record());
         }
         // An endless varint is damage, not a panic or a huge allocation.
-        let mut bad = v3[..head].to_vec();
+        let mut bad = v2[..head].to_vec();
         bad.extend_from_slice(&[0xff; 8]);
         assert!(SessionRecord::decode(&bad).is_err());
     }
