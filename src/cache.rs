@@ -111,10 +111,9 @@ impl Hasher for FoldHasher {
 pub(crate) struct SessionCache<T> {
     entries: Cache<SessionId, Arc<SessionState<T>>, RandomKeys>,
     revoked: Cache<StoreId, (), RandomKeys>,
-    /// Sessions whose data changed, with the [`Self::epoch`] of the change:
-    /// a load that began before it read the old data and must not cache it.
-    changed: Cache<StoreId, u64, RandomKeys>,
-    /// Counts data changes; a load notes it before it reads the store.
+    /// Counts data changes (and cache-wide drops); a load notes it before
+    /// it reads the store, and one that saw it move does not cache what it
+    /// read: it may be the data from before the change.
     epoch: AtomicU64,
     /// Finds the cached entry of a store id, for invalidations that name store ids.
     by_store_id: Mutex<ByStoreId>,
@@ -181,10 +180,6 @@ where
                 .expire_after(UntilSessionEnd { ttl })
                 .build_with_hasher(hasher),
             revoked: Cache::builder()
-                .max_capacity(capacity.max(1024))
-                .time_to_live(ttl)
-                .build_with_hasher(hasher),
-            changed: Cache::builder()
                 .max_capacity(capacity.max(1024))
                 .time_to_live(ttl)
                 .build_with_hasher(hasher),
@@ -281,12 +276,16 @@ where
 
     /// Drops the cached copies of sessions whose data changed, without a
     /// tombstone: they stay valid and are loaded anew on next use. A load
-    /// already under way read the old data: it serves its own request but
-    /// is not cached (its epoch is older than the change's).
+    /// already under way may have read the old data: it serves its own
+    /// request but is not cached (the epoch moved while it ran). The test
+    /// is global, not per session: a bounded per-session record could lose
+    /// an entry under a burst, and changes are rare next to loads.
     pub(crate) fn changed_store_ids(&self, ids: &[StoreId]) {
+        if ids.is_empty() {
+            return;
+        }
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         for store_id in ids {
-            let stamp = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
-            self.changed.insert(*store_id, stamp);
             let found = self.lock_by_store_id().map.remove(store_id);
             if let Some(id) = found {
                 self.entries.invalidate(&id);
@@ -295,18 +294,15 @@ where
         }
     }
 
-    /// Whether the data of `store_id` changed after a load noted `epoch`.
-    fn changed_since(&self, store_id: &StoreId, epoch: u64) -> bool {
-        // No change at all since the load began: nothing to look up.
+    /// Whether any data changed (or the cache was dropped) after a load noted `epoch`.
+    fn changed_since(&self, epoch: u64) -> bool {
         self.epoch.load(Ordering::SeqCst) != epoch
-            && self
-                .changed
-                .get(store_id)
-                .is_some_and(|stamp| stamp > epoch)
     }
 
     /// Drops every cached session: after invalidation messages may have been lost.
     pub(crate) fn invalidate_all(&self) {
+        // Loads under way may have read what the lost messages changed.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.entries.invalidate_all();
         self.lock_by_store_id().map.clear();
         self.lock_inflight().clear();
@@ -440,8 +436,8 @@ where
             return Ok(Found::Unknown);
         };
         let state = Arc::new(state);
-        if self.changed_since(&store_id, epoch) {
-            // Read before a change of its data: good for this request only.
+        if self.changed_since(epoch) {
+            // Maybe read before a change of its data: good for this request only.
             return Ok(Found::Live(state));
         }
         if !self.insert(id, state.clone()) {
@@ -449,7 +445,7 @@ where
         }
         // A change that landed during the insert found no mapping to drop
         // (it stamps before it looks): look again.
-        if self.changed_since(&store_id, epoch) {
+        if self.changed_since(epoch) {
             self.entries.invalidate(&id);
         }
         Ok(Found::Live(state))

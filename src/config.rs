@@ -381,6 +381,25 @@ impl<T> WxLoginBuilder<T> {
         self
     }
 
+    /// Whether sessions record their login's `User-Agent` and IP for the
+    /// device list (default: on). Records with a device are the store
+    /// format's version 3, which releases before it cannot read: when
+    /// upgrading a fleet that shares a store, deploy with this off first
+    /// (the new release reads both and writes what the old one reads),
+    /// then turn it on once no old instance is left.
+    ///
+    /// ```
+    /// let wx = wxlogin::WxLogin::builder().app_id("wx1").app_secret("s")
+    ///     .record_devices(false)
+    ///     .build()?;
+    /// # let _ = wx;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn record_devices(mut self, on: bool) -> Self {
+        self.settings.record_devices = on;
+        self
+    }
+
     /// One session per user: a new login ends the user's other sessions
     /// (default: off, a user may be logged in on several devices).
     ///
@@ -648,6 +667,7 @@ impl<T> WxLoginBuilder<T> {
             hook,
             body_limit: settings.body_limit,
             single_session: settings.single_session,
+            record_devices: settings.record_devices,
             max_sessions_per_user: settings.max_sessions_per_user,
             login_limit: settings.login_limiter(),
             client_key_fn: settings.client_key.clone(),

@@ -430,7 +430,8 @@ where
     /// `WxUser` in hand keeps the old data; the next request sees the new.
     /// Answers `false` if the session ended meanwhile. A store failure is
     /// `store_unavailable` (503); data that does not serialize, or a store
-    /// that cannot change data, `misconfigured`/`store_unavailable`.
+    /// that cannot change data (a custom store without `replace_data`),
+    /// `misconfigured`.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -480,12 +481,23 @@ where
     /// devices, including sessions [`issue_session`](Self::issue_session)
     /// made), as [`set_session_data`](Self::set_session_data) does for one;
     /// answers how many sessions were changed.
+    ///
+    /// A login of the user that runs at the same time may still store what
+    /// its hook read: update the app's own table first, then call this, so
+    /// that a hook reading the table sees the new data. Sessions a login
+    /// added while the first changes ran are listed again and changed too.
     pub async fn set_user_data(&self, openid: &str, data: &T) -> Result<usize, Rejection> {
         let ids = self.engine.user_sessions(openid).await?;
         if ids.is_empty() {
             return Ok(0);
         }
-        self.engine.set_data(&ids, data).await
+        let mut changed = self.engine.set_data(&ids, data).await?;
+        let again = self.engine.user_sessions(openid).await?;
+        let added: Vec<_> = again.into_iter().filter(|id| !ids.contains(id)).collect();
+        if !added.is_empty() {
+            changed += self.engine.set_data(&added, data).await?;
+        }
+        Ok(changed)
     }
 }
 

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use common::{builder, client_from, fake_wechat, get_json, now_ms, serve_with_peers};
-use redis_harness::{unique_prefix, RedisServer, TOKEN_KEY};
+use redis_harness::{unique_prefix, RedisCli, RedisServer, TOKEN_KEY};
 use serde_json::Value;
 use wxlogin::mock::FakeWeChat;
 use wxlogin::store::RedisStore;
@@ -252,4 +252,39 @@ async fn the_device_list_across_instances_on_redis() {
     )
     .await;
     device_list_story(&fake, &bases[0], &bases[1]).await;
+}
+
+/// `record_devices(false)`: no device is kept, and the records are in the
+/// previous release's format (version 2), which an older instance reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_devices_records_stay_in_the_previous_format() {
+    let redis = RedisServer::start();
+    let prefix = unique_prefix("nodev");
+    let fake = fake_wechat().await;
+    let store = RedisStore::connect(&redis.url())
+        .await
+        .unwrap()
+        .with_prefix(&prefix);
+    let wx = builder(&fake)
+        .token_key(TOKEN_KEY)
+        .store(store)
+        .record_devices(false)
+        .build()
+        .unwrap();
+    let base = serve_with_peers(app(&wx)).await;
+    let client = reqwest::Client::new();
+    let token = login_as(&client, &base, &fake, "o-nodev", "Mozilla/5.0 (iPhone)").await;
+    let list = sessions(&client, &base, &token).await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (&list[0]["user_agent"], &list[0]["ip"]),
+        (&Value::Null, &Value::Null)
+    );
+    let keys = redis.cli(&["KEYS", &format!("{prefix}:s:*")]);
+    let key = keys.lines().next().expect("the session key");
+    assert_eq!(
+        redis.cli(&["GETRANGE", key, "0", "0"]),
+        "\u{2}",
+        "version 2"
+    );
 }

@@ -15,12 +15,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::{builder, fake_wechat, get_json, login, serve};
+use common::{builder, fake_wechat, get_json, login, serve, Forward, Forwarding};
 use redis_harness::{unique_prefix, RedisServer, TOKEN_KEY};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wxlogin::mock::FakeWeChat;
-use wxlogin::store::RedisStore;
+use wxlogin::store::{MemoryStore, RedisStore, SessionStore, StoreError, StoreFuture, StoreId};
 use wxlogin::{Identity, Rejection, WxLogin, WxUser};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -186,4 +186,42 @@ async fn a_profile_change_reaches_the_other_instance_within_a_second() {
     // Still the same live session everywhere.
     let (status, _) = get_json(&client, &format!("{base_b}/api/me"), Some(&token)).await;
     assert_eq!(status, 200);
+}
+
+/// A custom store that does not implement the new methods (their provided
+/// versions fail as unsupported).
+struct OldStore(MemoryStore);
+
+impl Forwarding for OldStore {
+    fn inner(&self) -> &dyn SessionStore {
+        &self.0
+    }
+    fn replace_data(&self, id: StoreId, data: Vec<u8>) -> StoreFuture<'_, bool> {
+        let _ = (id, data);
+        Box::pin(async { Err(StoreError::unsupported("not implemented")) })
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_change_data_is_misconfigured_not_unavailable() {
+    let fake = fake_wechat().await;
+    let wx = builder(&fake)
+        .store(Forward(OldStore(MemoryStore::new())))
+        .on_login(|_who: Identity| async move { Ok(Profile::default()) })
+        .build()
+        .unwrap();
+    let base = serve(app(&wx)).await;
+    let client = reqwest::Client::new();
+    let token = login(&client, &base, &fake, "o-old").await;
+    let res = client
+        .post(format!("{base}/api/profile"))
+        .bearer_auth(&token)
+        .json(&json!({ "nickname": "X" }))
+        .send()
+        .await
+        .unwrap();
+    let reply = common::Reply::of(res).await;
+    common::assert_rejection(&reply, 500, "misconfigured", false);
+    // Nothing changed, nothing ended.
+    assert_eq!(nickname(&client, &base, &token).await, Value::Null);
 }

@@ -537,6 +537,8 @@ async fn case_previous_index_layout(s: &Subject<'_>) {
         &format!("{until}:b2xkLWtleQ=="),
     ]);
     r.cli.cli(&["PEXPIREAT", &index, &until]);
+    // Listing the user's sessions reads the old layout too (and converts it).
+    assert_eq!(s.store.user_sessions("o-old").await.unwrap(), vec![old]);
     assert_eq!(newest(s, "o-old").await.as_deref(), Some("b2xkLWtleQ=="));
     let pttl = r.pttl(&index);
     assert!(

@@ -250,10 +250,14 @@ where
             tracing::error!("wxlogin: the login hook panicked");
             self.reject(ErrorCode::Misconfigured, "the server's login hook failed")
         };
-        // What the session records of the device.
+        // What the session records: the user and the device, not the fields.
         let device = Identity {
+            openid: identity.openid.clone(),
+            unionid: identity.unionid.clone(),
+            app_id: identity.app_id.clone(),
             fields: serde_json::Map::new(),
-            ..identity.clone()
+            ip: identity.ip,
+            user_agent: identity.user_agent.clone(),
         };
         let hook_future = std::panic::catch_unwind(AssertUnwindSafe(|| (self.hook)(identity)))
             .map_err(|_| hook_panicked())?;
@@ -358,29 +362,50 @@ where
                 "the server cannot store this session",
             )
         })?;
-        let store = self.sessions.store();
         let mut changed = 0;
-        let mut outcome = Ok(());
-        for id in ids {
-            match self
+        for &id in ids {
+            let store = self.sessions.store().clone();
+            let me = self.me.clone();
+            let data_json = data_json.clone();
+            // Detached, like a revoke: cut by the timeout, the write still
+            // lands, and the cache drops its copy once it has (a drop before
+            // would let a load read the old record and cache it).
+            let result = self
                 .sessions
-                .timed("replace_data", store.replace_data(*id, data_json.clone()))
-                .await
-            {
+                .timed_detached(
+                    "replace_data",
+                    async move { store.replace_data(id, data_json).await },
+                    move |_| {
+                        if let Some(engine) = me.upgrade() {
+                            engine.sessions.changed_store_ids(&[id]);
+                        }
+                    },
+                )
+                .await;
+            match result {
                 Ok(true) => changed += 1,
                 Ok(false) => {}
                 // A record that does not decode answers 401 on use: not changed.
                 Err(e) if e.is_bad_record() => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "wxlogin: changing session data failed");
-                    outcome = Err(self.reject_fixed(&refusals::STORE_DOWN));
-                    break;
-                }
+                Err(e) => return Err(self.store_failure(&e, "changing session data")),
             }
         }
-        // Whatever got done, and what a timeout may have left half-done.
-        self.sessions.changed_store_ids(ids);
-        outcome.map(|()| changed)
+        Ok(changed)
+    }
+
+    /// The answer to a failed store call of the handle's methods:
+    /// `misconfigured` for what the store does not do at all, else
+    /// `store_unavailable`.
+    fn store_failure(&self, e: &crate::store::StoreError, doing: &str) -> Rejection {
+        if e.is_unsupported() {
+            tracing::error!(error = %e, "wxlogin: {doing}: the session store does not support it");
+            return self.reject(
+                ErrorCode::Misconfigured,
+                "the server's session store cannot do this",
+            );
+        }
+        tracing::warn!(error = %e, "wxlogin: {doing} failed");
+        self.reject_fixed(&refusals::STORE_DOWN)
     }
 
     /// The live sessions of `openid` with their records, oldest first.
@@ -400,10 +425,7 @@ where
                 Ok(_) => {}
                 // Listed but undecodable: it answers 401 on use; leave it out.
                 Err(e) if e.is_bad_record() => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "wxlogin: loading a user's sessions failed");
-                    return Err(self.reject_fixed(&refusals::STORE_DOWN));
-                }
+                Err(e) => return Err(self.store_failure(&e, "loading a user's sessions")),
             }
         }
         // A store may list by end (Redis) rather than by creation.
@@ -439,10 +461,7 @@ where
         self.sessions
             .timed("user_sessions", self.sessions.store().user_sessions(openid))
             .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "wxlogin: listing a user's sessions failed");
-                self.reject_fixed(&refusals::STORE_DOWN)
-            })
+            .map_err(|e| self.store_failure(&e, "listing a user's sessions"))
     }
 
     /// The body, at most `body_limit` bytes of it; over that, `413`.

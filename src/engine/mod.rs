@@ -57,6 +57,8 @@ pub(crate) struct Engine<T> {
     pub(crate) hook: Hook<T>,
     pub(crate) body_limit: usize,
     pub(crate) single_session: bool,
+    /// Whether records keep the login's `User-Agent` and IP.
+    pub(crate) record_devices: bool,
     /// The most sessions a user keeps; a login beyond it ends the oldest.
     pub(crate) max_sessions_per_user: usize,
     pub(crate) login_limit: LoginLimiter,
@@ -141,8 +143,8 @@ where
             unionid: who.unionid,
             app_id: who.app_id,
             session_key,
-            user_agent: who.user_agent,
-            ip: who.ip,
+            user_agent: who.user_agent.filter(|_| self.record_devices),
+            ip: who.ip.filter(|_| self.record_devices),
             data: data_json,
             created_at_ms: now,
             expires_at_ms,

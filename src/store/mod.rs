@@ -96,6 +96,7 @@ impl fmt::Debug for StoreId {
 pub struct StoreError {
     message: String,
     bad_record: bool,
+    unsupported: bool,
     ended: Vec<StoreId>,
 }
 
@@ -111,8 +112,30 @@ impl StoreError {
         StoreError {
             message: message.to_string(),
             bad_record: false,
+            unsupported: false,
             ended: Vec::new(),
         }
+    }
+
+    /// What this store does not do at all (a provided method it does not
+    /// implement): no retry helps, so the caller answers `misconfigured`
+    /// (500) rather than `store_unavailable`.
+    ///
+    /// ```
+    /// use wxlogin::store::StoreError;
+    /// let e = StoreError::unsupported("replace_data is not implemented");
+    /// assert!(e.is_unsupported() && !StoreError::new("timeout").is_unsupported());
+    /// ```
+    pub fn unsupported(message: impl fmt::Display) -> Self {
+        StoreError {
+            unsupported: true,
+            ..StoreError::new(message)
+        }
+    }
+
+    /// Whether this is a [`StoreError::unsupported`].
+    pub fn is_unsupported(&self) -> bool {
+        self.unsupported
     }
 
     /// A record that cannot be decoded (damaged, or of an unknown version).
@@ -573,7 +596,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// there was such a session. A shared store announces the change to
     /// the other instances ([`Invalidation::Changed`]), which drop their
     /// cached copy and load the new data on next use. The default cannot:
-    /// it fails, and so does [`WxLogin::set_session_data`] on such a store.
+    /// it fails ([`StoreError::unsupported`]), and so does
+    /// [`WxLogin::set_session_data`] on such a store (`misconfigured`).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -600,13 +624,14 @@ pub trait SessionStore: Send + Sync + 'static {
     /// [`WxLogin::set_session_data`]: crate::WxLogin::set_session_data
     fn replace_data(&self, id: StoreId, data: Vec<u8>) -> StoreFuture<'_, bool> {
         let _ = (id, data);
-        Box::pin(std::future::ready(Err(StoreError::new(
+        Box::pin(std::future::ready(Err(StoreError::unsupported(
             "this store cannot change a session's data (it does not implement replace_data)",
         ))))
     }
 
     /// The ids of a user's sessions that have not ended, oldest first (for
-    /// changing all their data). The default cannot: it fails.
+    /// changing all their data, and the device list). The default cannot:
+    /// it fails ([`StoreError::unsupported`]).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -618,7 +643,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// ```
     fn user_sessions(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         let _ = openid;
-        Box::pin(std::future::ready(Err(StoreError::new(
+        Box::pin(std::future::ready(Err(StoreError::unsupported(
             "this store cannot list a user's sessions (it does not implement user_sessions)",
         ))))
     }

@@ -55,7 +55,7 @@ mod access_token;
 mod scripts;
 mod subscriber;
 
-use scripts::{GET_KEY, KEY_MEMBER, LIST, PUT_KEY, REPLACE, RESERVE, TOUCH};
+use scripts::{GET_KEY, KEY_MEMBER, LIST, PUT_KEY, REPLACE, RESERVE, SESSIONS, TOUCH};
 use subscriber::{parse_id, subscribe};
 
 /// Sessions in Redis (or Valkey), shared by every instance of the app.
@@ -573,7 +573,11 @@ impl SessionStore for RedisStore {
                     )
                     .await?;
                 if replaced == 1 {
-                    self.publish(format!("{CHANGED}{id}")).await?;
+                    // Changed: an unsent announcement leaves the other
+                    // instances' copies to their cache TTL, not a failure.
+                    if let Err(e) = self.publish(format!("{CHANGED}{id}")).await {
+                        tracing::warn!(error = %e, "wxlogin: announcing a data change failed; other instances see it within their cache TTL");
+                    }
                     return Ok(true);
                 }
             }
@@ -583,15 +587,13 @@ impl SessionStore for RedisStore {
         })
     }
 
-    /// The live members of the user's index (`ZRANGEBYSCORE` from now).
+    /// The live members of the user's index (`ZRANGEBYSCORE` from now, in
+    /// a script that first converts an index of the previous layout).
     fn user_sessions(&self, openid: &str) -> StoreFuture<'_, Vec<StoreId>> {
         let index = self.user_key(openid);
         Box::pin(async move {
             let now = crate::clock::now_ms();
-            let members: Vec<String> = on_conn!(self.conn, |c| c
-                .zrangebyscore(&index, format!("({now}"), "+inf")
-                .await)
-            .map_err(err)?;
+            let members: Vec<String> = self.run(SESSIONS.key(&index).arg(now)).await?;
             Ok(members.iter().filter_map(|m| parse_id(m)).collect())
         })
     }

@@ -107,6 +107,18 @@ return ending(KEYS[2])
     ))
 });
 
+/// The live sessions of an index (scored after now, `ARGV[1]`), converting
+/// an index in the previous release's layout first, as every script does.
+pub(super) static SESSIONS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        index_lib!(),
+        r"
+index(KEYS[1])
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+"
+    ))
+});
+
 /// Puts the newest `session_key` (member `ARGV[1]`, until `ARGV[2]`).
 pub(super) static PUT_KEY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
