@@ -290,6 +290,19 @@ fn mac(key: &Key, msg: &[u8; SIGNED_LEN]) -> [u8; MAC_LEN] {
     out
 }
 
+/// `text` without leading and trailing spaces and tabs: what `str::trim`
+/// does for a header value (`to_str` admits no other whitespace), inlined
+/// into the hit path where the compiler may not inline `trim`.
+#[inline(always)]
+fn trim_ows(text: &str) -> &str {
+    let bytes = text.as_bytes();
+    let ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !ows(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !ows(b)).map_or(start, |i| i + 1);
+    // Both ends are at ASCII bytes, so at character boundaries.
+    &text[start..end]
+}
+
 /// Lowercase hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -344,14 +357,14 @@ impl TokenSource {
         let Some(value) = value else {
             return Err(ErrorCode::MissingToken);
         };
-        let text = value.to_str().map_err(|_| ErrorCode::InvalidToken)?.trim();
+        let text = trim_ows(value.to_str().map_err(|_| ErrorCode::InvalidToken)?);
         let token = match self {
             TokenSource::Bearer => {
                 let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
                 if !scheme.eq_ignore_ascii_case("bearer") {
                     return Err(ErrorCode::MissingToken);
                 }
-                rest.trim_start()
+                trim_ows(rest)
             }
             TokenSource::Header(_) => text,
         };
