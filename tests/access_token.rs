@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use common::{app_with, builder, fake_wechat, get_json, login, serve, APP_ID};
 use redis_harness::{some_redis, unique_prefix, RedisCli};
 use serde_json::{json, Value};
-use wxlogin::store::{RedisStore, SessionStore};
+use wxlogin::store::SessionStore;
 use wxlogin::{WeChatApiError, WxLogin, WxSession};
 
 /// `GET /api/check`: `{"valid": bool}`, or 502 with the error.
@@ -186,15 +186,8 @@ async fn two_instances_on_one_redis_fetch_once_between_them() {
     let mut handles = Vec::new();
     for _ in 0..2 {
         // Each instance has its own connection, as separate processes would.
-        let store = RedisStore::connect(&redis.url())
-            .await
-            .unwrap()
-            .with_prefix(&prefix);
-        let wx = builder(&fake)
-            .token_key(redis_harness::TOKEN_KEY)
-            .store(store)
-            .build()
-            .unwrap();
+        let store = redis_harness::store_at(&redis.url(), &prefix).await;
+        let wx = redis_harness::fleet_builder(&fake, store).build().unwrap();
         bases.push(serve(router(&wx)).await);
         handles.push(wx);
     }
@@ -215,10 +208,7 @@ async fn two_instances_on_one_redis_fetch_once_between_them() {
     assert_eq!(fake.stable_token_calls(), 1);
 
     // The token lives in Redis under the documented key, the lock is gone.
-    let store = RedisStore::connect(&redis.url())
-        .await
-        .unwrap()
-        .with_prefix(&prefix);
+    let store = redis_harness::store_at(&redis.url(), &prefix).await;
     let key = store.access_token_key(APP_ID);
     assert_eq!(key, format!("{prefix}:at:{{{APP_ID}}}"));
     let shared = store

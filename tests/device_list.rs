@@ -16,10 +16,9 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use common::{builder, client_from, fake_wechat, get_json, now_ms, serve_with_peers};
-use redis_harness::{unique_prefix, RedisCli, RedisServer, TOKEN_KEY};
+use redis_harness::{fleet_builder, status_of, store_at, unique_prefix, RedisCli, RedisServer};
 use serde_json::Value;
 use wxlogin::mock::FakeWeChat;
-use wxlogin::store::RedisStore;
 use wxlogin::{DeviceSession, Identity, Rejection, WxLogin, WxUser};
 
 async fn list(
@@ -80,14 +79,12 @@ async fn sessions(client: &reqwest::Client, base: &str, token: &str) -> Vec<Valu
 }
 
 async fn end_by(client: &reqwest::Client, base: &str, token: &str, id: &str) -> u16 {
-    client
-        .delete(format!("{base}/api/sessions/{id}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    status_of(
+        client
+            .delete(format!("{base}/api/sessions/{id}"))
+            .bearer_auth(token),
+    )
+    .await
 }
 
 /// The whole device-list story against `a` (and `b`, another instance
@@ -231,13 +228,7 @@ async fn the_device_list_across_instances_on_redis() {
     let mut bases = Vec::new();
     let mut logins = Vec::new();
     for _ in 0..2 {
-        let store = RedisStore::connect(&redis.url())
-            .await
-            .unwrap()
-            .with_prefix(&prefix);
-        let wx = builder(&fake)
-            .token_key(TOKEN_KEY)
-            .store(store)
+        let wx = fleet_builder(&fake, store_at(&redis.url(), &prefix).await)
             .cache_ttl(Duration::from_secs(60))
             .build()
             .unwrap();
@@ -261,13 +252,7 @@ async fn without_devices_records_stay_in_the_previous_format() {
     let redis = RedisServer::start();
     let prefix = unique_prefix("nodev");
     let fake = fake_wechat().await;
-    let store = RedisStore::connect(&redis.url())
-        .await
-        .unwrap()
-        .with_prefix(&prefix);
-    let wx = builder(&fake)
-        .token_key(TOKEN_KEY)
-        .store(store)
+    let wx = fleet_builder(&fake, store_at(&redis.url(), &prefix).await)
         .record_devices(false)
         .build()
         .unwrap();

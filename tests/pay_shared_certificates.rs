@@ -10,10 +10,9 @@ mod redis_harness;
 
 use std::time::Duration;
 
-use redis_harness::{unique_prefix, RedisCli, RedisServer};
+use redis_harness::{store_at, unique_prefix, RedisCli, RedisServer};
 use wxlogin::pay::fake::{FakePayFailure, FakeWeChatPay};
 use wxlogin::pay::{PrepayRequest, WxPay};
-use wxlogin::store::RedisStore;
 
 const MCHID: &str = "1900000001";
 const APPID: &str = "wxdemo0000000000";
@@ -21,10 +20,7 @@ const NOTIFY: &str = "http://127.0.0.1:9/wx/pay/notify";
 
 /// One instance: its own connection to the shared Redis, certificate mode.
 async fn instance(wxpay: &FakeWeChatPay, redis: &RedisServer, prefix: &str) -> WxPay {
-    let store = RedisStore::connect(&redis.url())
-        .await
-        .unwrap()
-        .with_prefix(prefix);
+    let store = store_at(&redis.url(), prefix).await;
     wxpay
         .configure_without_public_key(WxPay::builder())
         .platform_certificates()

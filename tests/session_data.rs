@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::{builder, fake_wechat, get_json, login, serve, Forward, Forwarding};
-use redis_harness::{unique_prefix, RedisServer, TOKEN_KEY};
+use redis_harness::{fleet_builder, status_of, store_at, unique_prefix, RedisServer};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wxlogin::mock::FakeWeChat;
@@ -54,26 +54,23 @@ fn app(wx: &WxLogin<Profile>) -> Router {
 }
 
 async fn profile_login(fake: &FakeWeChat, store: Option<RedisStore>) -> WxLogin<Profile> {
-    let mut b = builder(fake).token_key(TOKEN_KEY);
-    if let Some(store) = store {
+    let b = match store {
         // A long cache TTL: only the announcement can refresh another instance in time.
-        b = b.store(store).cache_ttl(Duration::from_secs(60));
-    }
+        Some(store) => fleet_builder(fake, store).cache_ttl(Duration::from_secs(60)),
+        None => builder(fake),
+    };
     b.on_login(|_who: Identity| async move { Ok(Profile::default()) })
         .build()
         .unwrap()
 }
 
 async fn post_profile(client: &reqwest::Client, base: &str, token: &str, nickname: &str) -> u16 {
-    client
-        .post(format!("{base}/api/profile"))
-        .bearer_auth(token)
-        .json(&json!({ "nickname": nickname }))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    let req = client.post(format!("{base}/api/profile"));
+    status_of(
+        req.bearer_auth(token)
+            .json(&json!({ "nickname": nickname })),
+    )
+    .await
 }
 
 async fn nickname(client: &reqwest::Client, base: &str, token: &str) -> Value {
@@ -137,14 +134,8 @@ async fn a_profile_change_reaches_the_other_instance_within_a_second() {
     let redis = RedisServer::start();
     let prefix = unique_prefix("data");
     let fake = fake_wechat().await;
-    let connect = || async {
-        RedisStore::connect(&redis.url())
-            .await
-            .unwrap()
-            .with_prefix(&prefix)
-    };
-    let a = profile_login(&fake, Some(connect().await)).await;
-    let b = profile_login(&fake, Some(connect().await)).await;
+    let a = profile_login(&fake, Some(store_at(&redis.url(), &prefix).await)).await;
+    let b = profile_login(&fake, Some(store_at(&redis.url(), &prefix).await)).await;
     let (base_a, base_b) = (serve(app(&a)).await, serve(app(&b)).await);
     let client = reqwest::Client::new();
     let token = login(&client, &base_a, &fake, "o-bob").await;

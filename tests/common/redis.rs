@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use wxlogin::store::{InvalidationSink, SessionStore, StoreId};
-use wxlogin::WxLogin;
+use wxlogin::store::{InvalidationSink, RedisStore, SessionStore, StoreId};
+use wxlogin::{WxLogin, WxLoginBuilder};
 
 use wxlogin::mock::FakeWeChat;
 
@@ -519,14 +519,29 @@ impl Instance {
 
 /// POSTs a logout with `token`; returns the status.
 pub async fn logout(client: &reqwest::Client, base: &str, token: &str) -> u16 {
-    client
-        .post(format!("{base}/wx/logout"))
-        .bearer_auth(token)
-        .send()
+    status_of(client.post(format!("{base}/wx/logout")).bearer_auth(token)).await
+}
+
+/// Sends a request; returns the status.
+pub async fn status_of(req: reqwest::RequestBuilder) -> u16 {
+    req.send().await.unwrap().status().as_u16()
+}
+
+/// A store with its own connection to `url` (as a separate process has),
+/// under `prefix`.
+pub async fn store_at(url: &str, prefix: &str) -> RedisStore {
+    RedisStore::connect(url)
         .await
-        .unwrap()
-        .status()
-        .as_u16()
+        .expect("connect to Redis")
+        .with_prefix(prefix)
+}
+
+/// One instance of a fleet: `common::builder` with the shared token key
+/// and `store`.
+pub fn fleet_builder(fake: &FakeWeChat, store: RedisStore) -> WxLoginBuilder<()> {
+    crate::common::builder(fake)
+        .token_key(TOKEN_KEY)
+        .store(store)
 }
 
 /// Polls `url` with `token` until it answers `want`; returns
