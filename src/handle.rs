@@ -252,7 +252,7 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn login_service_for(&self, app_id: &str) -> Option<LoginService<T>> {
-        let i = self.engine.apps.iter().position(|a| a.app_id == app_id)?;
+        let i = self.engine.app_index(app_id)?;
         Some(LoginService::new(self.engine.clone(), Some(i)))
     }
 

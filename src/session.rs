@@ -34,7 +34,7 @@ use crate::Secret;
 /// ```
 ///
 /// [`WxLogin::issue_session`]: crate::WxLogin::issue_session
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Identity {
     /// The user's id within this mini program (for a session the app issues
@@ -56,6 +56,21 @@ pub struct Identity {
     /// [`USER_AGENT_MAX`](Self::USER_AGENT_MAX) bytes (longer is cut at a
     /// character boundary).
     pub user_agent: Option<String>,
+}
+
+/// `fields` shows only its field names: a login body may carry a phone
+/// code or an invite that an app logging `?who` should not write out.
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("openid", &self.openid)
+            .field("unionid", &self.unionid)
+            .field("app_id", &self.app_id)
+            .field("fields", &self.fields.keys().collect::<Vec<_>>())
+            .field("ip", &self.ip)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
 }
 
 impl Identity {

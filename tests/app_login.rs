@@ -112,6 +112,11 @@ async fn the_hook_sees_the_request_and_answers_reply_fields() {
         "every field but code and appid"
     );
     assert_eq!(who.ip, Some("127.0.0.1".parse::<IpAddr>().unwrap()));
+    let shown = format!("{who:?}");
+    assert!(
+        shown.contains("invite") && !shown.contains("X7"),
+        "Debug names the fields only: {shown}"
+    );
     let ua = who.user_agent.expect("the User-Agent");
     assert!(
         ua.len() <= Identity::USER_AGENT_MAX && ua.len() > 200,

@@ -325,7 +325,7 @@ where
         let mut who = who;
         if who.app_id.is_empty() {
             who.app_id = self.apps[0].app_id.clone();
-        } else if !self.apps.iter().any(|a| a.app_id == who.app_id) {
+        } else if self.app_index(&who.app_id).is_none() {
             return Err(self.reject(
                 ErrorCode::Misconfigured,
                 "the session's app id is not a mini program this login serves",
@@ -550,16 +550,15 @@ where
                     "this login route serves another mini program",
                 ))
             }
-            (None, Some(a)) => self
-                .apps
-                .iter()
-                .find(|app| app.app_id == a)
-                .ok_or_else(|| {
-                    self.reject(
+            (None, Some(a)) => match self.app_index(a) {
+                Some(i) => &self.apps[i],
+                None => {
+                    return Err(self.reject(
                         ErrorCode::BadRequest,
                         "\"appid\" is not a mini program this server serves",
-                    )
-                })?,
+                    ))
+                }
+            },
             (None, None) => &self.apps[0],
         };
         Ok(app)

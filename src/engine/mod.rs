@@ -110,10 +110,14 @@ impl<T> Engine<T> {
         crate::session::all_apps(self.apps.len())
     }
 
+    /// Where a configured app is among the apps (its index; the default is 0).
+    pub(crate) fn app_index(&self, app_id: &str) -> Option<usize> {
+        self.apps.iter().position(|a| a.app_id == app_id)
+    }
+
     /// The mask bit of a configured app.
     pub(crate) fn app_mask(&self, app_id: &str) -> Option<u64> {
-        let i = self.apps.iter().position(|a| a.app_id == app_id)?;
-        Some(1u64 << i)
+        Some(1u64 << self.app_index(app_id)?)
     }
 }
 
