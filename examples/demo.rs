@@ -297,10 +297,12 @@ async fn end_session(
 async fn set_profile(
     State((wx, users)): State<(WxLogin<DemoUser>, Users)>,
     user: WxUser<DemoUser>,
-    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+    // JSON whatever the content type, as the login route reads its body
+    // (`curl -d` sends a form type).
+    body: axum::body::Bytes,
 ) -> Result<StatusCode, (StatusCode, Json<Value>)> {
     let bad = |message: &str| error(StatusCode::BAD_REQUEST, "bad_request", message, false);
-    let Ok(Json(body)) = body else {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return Err(bad("the body must be JSON {\"nickname\": \"...\"}"));
     };
     let nickname = match body.get("nickname") {
