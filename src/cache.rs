@@ -266,11 +266,17 @@ where
     pub(crate) fn invalidate_store_ids(&self, ids: &[StoreId]) {
         for store_id in ids {
             self.revoked.insert(*store_id, ());
-            let found = self.lock_by_store_id().map.remove(store_id);
-            if let Some(id) = found {
-                self.entries.invalidate(&id);
-                self.lock_inflight().remove(&id);
-            }
+            self.evict(store_id);
+        }
+    }
+
+    /// Drops the cached copy of a session known by its store id, and any
+    /// load of it under way from the single-flight map.
+    fn evict(&self, store_id: &StoreId) {
+        let found = self.lock_by_store_id().map.remove(store_id);
+        if let Some(id) = found {
+            self.entries.invalidate(&id);
+            self.lock_inflight().remove(&id);
         }
     }
 
@@ -286,11 +292,7 @@ where
         }
         self.epoch.fetch_add(1, Ordering::SeqCst);
         for store_id in ids {
-            let found = self.lock_by_store_id().map.remove(store_id);
-            if let Some(id) = found {
-                self.entries.invalidate(&id);
-                self.lock_inflight().remove(&id);
-            }
+            self.evict(store_id);
         }
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::Renderer;
+use crate::store::codec::cut;
 use crate::store::{SessionRecord, SessionStore, StoreId};
 use crate::wechat::WeChatApi;
 use crate::Secret;
@@ -121,21 +122,10 @@ impl Identity {
 
     /// With the client's `User-Agent` (cut to [`USER_AGENT_MAX`](Self::USER_AGENT_MAX) bytes).
     pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Self {
-        self.user_agent = Some(cut(user_agent.into(), Self::USER_AGENT_MAX));
+        let user_agent = user_agent.into();
+        self.user_agent = Some(cut(&user_agent, Self::USER_AGENT_MAX).to_owned());
         self
     }
-}
-
-/// `text` cut to at most `max` bytes, at a character boundary.
-pub(crate) fn cut(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
 }
 
 /// The reply fields a login answer always has; a hook's fields by these

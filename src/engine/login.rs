@@ -143,10 +143,7 @@ pub(crate) fn parse_login_request(body: &[u8]) -> Result<LoginRequest, &'static 
 /// [`Identity::USER_AGENT_MAX`] bytes.
 pub(crate) fn user_agent(headers: &http::HeaderMap) -> Option<String> {
     let text = std::str::from_utf8(headers.get(header::USER_AGENT)?.as_bytes()).ok()?;
-    Some(crate::session::cut(
-        text.to_owned(),
-        Identity::USER_AGENT_MAX,
-    ))
+    Some(crate::store::codec::cut(text, Identity::USER_AGENT_MAX).to_owned())
 }
 
 /// The login answer: the hook's fields, then the crate's four, which no
@@ -277,13 +274,7 @@ where
                 )
             }
         })?;
-        let data_json = serde_json::to_vec(&data).map_err(|e| {
-            tracing::error!(error = %e, "wxlogin: the login hook's data does not serialize");
-            self.reject(
-                ErrorCode::Misconfigured,
-                "the server cannot store this session",
-            )
-        })?;
+        let data_json = self.data_json(&data, "the login hook's data")?;
 
         // Only a stored session yields a token: on any store failure the client gets 503.
         let (token, state) = self
@@ -324,21 +315,14 @@ where
         }
         let mut who = who;
         if who.app_id.is_empty() {
-            who.app_id = self.apps[0].app_id.clone();
+            who.app_id = self.default_app().app_id.clone();
         } else if self.app_index(&who.app_id).is_none() {
             return Err(self.reject(
                 ErrorCode::Misconfigured,
                 "the session's app id is not a mini program this login serves",
             ));
         }
-        who.fields = serde_json::Map::new();
-        let data_json = serde_json::to_vec(&data).map_err(|e| {
-            tracing::error!(error = %e, "wxlogin: the issued session's data does not serialize");
-            self.reject(
-                ErrorCode::Misconfigured,
-                "the server cannot store this session",
-            )
-        })?;
+        let data_json = self.data_json(&data, "the issued session's data")?;
         let (token, _) = self
             .create_session(who, crate::Secret::new(""), data_json, data)
             .await
@@ -355,13 +339,7 @@ where
     /// and, through the store's announcement, the others'. Answers how many
     /// sessions were changed (a session that ended meanwhile is not).
     pub(crate) async fn set_data(&self, ids: &[StoreId], data: &T) -> Result<usize, Rejection> {
-        let data_json = serde_json::to_vec(data).map_err(|e| {
-            tracing::error!(error = %e, "wxlogin: the new session data does not serialize");
-            self.reject(
-                ErrorCode::Misconfigured,
-                "the server cannot store this session",
-            )
-        })?;
+        let data_json = self.data_json(data, "the new session data")?;
         let mut changed = 0;
         for &id in ids {
             let store = self.sessions.store().clone();
@@ -391,6 +369,18 @@ where
             }
         }
         Ok(changed)
+    }
+
+    /// The app's data as a session stores it; data that does not serialize
+    /// (`what` names it in the log) is the app's bug: `misconfigured`.
+    fn data_json(&self, data: &T, what: &str) -> Result<Vec<u8>, Rejection> {
+        serde_json::to_vec(data).map_err(|e| {
+            tracing::error!(error = %e, "wxlogin: {what} does not serialize");
+            self.reject(
+                ErrorCode::Misconfigured,
+                "the server cannot store this session",
+            )
+        })
     }
 
     /// The answer to a failed store call of the handle's methods:
@@ -433,27 +423,13 @@ where
         Ok(out)
     }
 
-    /// Ends one session by its store id: out of every cache (with a
-    /// tombstone), then out of the store, announced to the other instances.
+    /// Ends one session by its store id (a device-list entry): as a
+    /// logout does, without the token.
     pub(crate) async fn revoke_store_id(&self, store_id: StoreId) -> Result<bool, Rejection> {
-        self.sessions.invalidate_store_ids(&[store_id]);
-        let store = self.sessions.store().clone();
-        let me = self.me.clone();
-        self.sessions
-            .timed_detached(
-                "delete",
-                async move { store.delete(store_id).await },
-                move |_| {
-                    if let Some(engine) = me.upgrade() {
-                        engine.sessions.invalidate_store_ids(&[store_id]);
-                    }
-                },
-            )
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "wxlogin: ending a session failed");
-                self.reject_fixed(&refusals::STORE_DOWN)
-            })
+        self.delete_announced(store_id, "ending a session", move |cache| {
+            cache.invalidate_store_ids(&[store_id])
+        })
+        .await
     }
 
     /// The user's sessions that have not ended, from the store.

@@ -203,26 +203,40 @@ where
     /// renews the tombstone when it is done.
     pub(crate) async fn revoke_id(&self, id: SessionId) -> Result<bool, Rejection> {
         let store_id = StoreId::of(&id);
-        self.sessions.invalidate(&id, store_id);
+        self.delete_announced(store_id, "logout", move |cache| {
+            cache.invalidate(&id, store_id)
+        })
+        .await
+    }
+
+    /// Deletes one session from the store, with `evict` dropping it from
+    /// this instance's cache (and tombstoning it) before the call and again
+    /// once the call is done, even when the timeout has answered the caller
+    /// by then (the delete is detached). `what` names it in the log.
+    async fn delete_announced(
+        &self,
+        store_id: StoreId,
+        what: &str,
+        evict: impl Fn(&SessionCache<T>) + Send + 'static,
+    ) -> Result<bool, Rejection> {
+        evict(&self.sessions);
         let store = self.sessions.store().clone();
         let me = self.me.clone();
-        let deleted = self
-            .sessions
+        self.sessions
             .timed_detached(
                 "delete",
                 async move { store.delete(store_id).await },
                 move |_| {
                     if let Some(engine) = me.upgrade() {
-                        engine.sessions.invalidate(&id, store_id);
+                        evict(&engine.sessions);
                     }
                 },
             )
             .await
             .map_err(|e| {
-                tracing::warn!(error = %e, "wxlogin: logout failed");
+                tracing::warn!(error = %e, "wxlogin: {what} failed");
                 self.reject_fixed(&refusals::STORE_DOWN)
-            })?;
-        Ok(deleted)
+            })
     }
     pub(crate) async fn revoke_user(&self, openid: &str) -> Result<usize, StoreError> {
         let store = self.sessions.store().clone();

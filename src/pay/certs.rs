@@ -199,10 +199,7 @@ impl WxPay {
         }
         let result = match &keys.shared {
             Some(shared) => self.refresh_shared(shared, want).await,
-            None => self
-                .download_certificates()
-                .await
-                .map(|(fresh, _)| (fresh, 0)),
+            None => self.download_here().await,
         };
         match result {
             Ok((fresh, age_ms)) => {
@@ -233,7 +230,7 @@ impl WxPay {
         want: Want<'_>,
     ) -> Result<(Vec<Certificate>, u64), PayError> {
         let Some(cache) = shared.store.access_token_cache() else {
-            return self.download_certificates().await.map(|(f, _)| (f, 0));
+            return self.download_here().await;
         };
         let owner = crate::random::random_alnum(24);
         let give_up_at = crate::clock::now_ms() + self.inner.deadline.as_millis() as u64;
@@ -243,7 +240,7 @@ impl WxPay {
                 Ok(None) => {}
                 Err(reason) => {
                     tracing::warn!(%reason, "wxlogin::pay: shared certificates unreadable; downloading directly");
-                    return self.download_certificates().await.map(|(f, _)| (f, 0));
+                    return self.download_here().await;
                 }
             }
             let lock_ttl = self.inner.deadline + Duration::from_secs(1);
@@ -257,15 +254,22 @@ impl WxPay {
                 Ok(false) => {}
                 Err(reason) => {
                     tracing::warn!(%reason, "wxlogin::pay: certificate lock unavailable; downloading directly");
-                    return self.download_certificates().await.map(|(f, _)| (f, 0));
+                    return self.download_here().await;
                 }
             }
             if crate::clock::now_ms() >= give_up_at {
                 tracing::warn!("wxlogin::pay: the instance downloading certificates did not finish; downloading directly");
-                return self.download_certificates().await.map(|(f, _)| (f, 0));
+                return self.download_here().await;
             }
             tokio::time::sleep(SHARED_POLL).await;
         }
+    }
+
+    /// A download for this instance alone: the list, aged 0 ms.
+    async fn download_here(&self) -> Result<(Vec<Certificate>, u64), PayError> {
+        self.download_certificates()
+            .await
+            .map(|(fresh, _)| (fresh, 0))
     }
 
     /// Holding the lock: download, share the body as sent, unlock.

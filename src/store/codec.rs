@@ -51,23 +51,27 @@ impl SessionRecord {
             + self.app_id.len()
             + self.session_key.expose().len();
         let ua = self.user_agent.as_deref().map(|u| cut(u, DEVICE_UA_MAX));
-        let flags = ua.map_or(0, |_| HAS_UA)
-            | match self.ip {
-                None => 0,
-                Some(std::net::IpAddr::V4(_)) => HAS_V4,
-                Some(std::net::IpAddr::V6(_)) => HAS_V6,
-            };
+        // The address's flag and bytes, read once.
+        let mut ip_buf = [0u8; 16];
+        let (ip_flag, ip_len) = match self.ip {
+            None => (0, 0),
+            Some(std::net::IpAddr::V4(v4)) => {
+                ip_buf[..4].copy_from_slice(&v4.octets());
+                (HAS_V4, 4)
+            }
+            Some(std::net::IpAddr::V6(v6)) => {
+                ip_buf = v6.octets();
+                (HAS_V6, 16)
+            }
+        };
+        let ip_bytes = &ip_buf[..ip_len];
+        let flags = ua.map_or(0, |_| HAS_UA) | ip_flag;
         // Exact (a varint of a User-Agent is at most 2 bytes): the memory
         // store boxes the bytes, and a shrink leaves slack it would keep.
         let device_len = match flags {
             0 => 0,
             _ => {
-                1 + ua.map_or(0, |u| u.len() + if u.len() < 0x80 { 1 } else { 2 })
-                    + match self.ip {
-                        None => 0,
-                        Some(std::net::IpAddr::V4(_)) => 4,
-                        Some(std::net::IpAddr::V6(_)) => 16,
-                    }
+                1 + ua.map_or(0, |u| u.len() + if u.len() < 0x80 { 1 } else { 2 }) + ip_bytes.len()
             }
         };
         let mut out = Vec::with_capacity(25 + 8 + 5 + strings + device_len + self.data.len());
@@ -88,11 +92,7 @@ impl SessionRecord {
             put_varint(&mut out, ua.len());
             out.extend_from_slice(ua.as_bytes());
         }
-        match self.ip {
-            None => {}
-            Some(std::net::IpAddr::V4(v4)) => out.extend_from_slice(&v4.octets()),
-            Some(std::net::IpAddr::V6(v6)) => out.extend_from_slice(&v6.octets()),
-        }
+        out.extend_from_slice(ip_bytes);
         // The data's length as a LEB128 varint: one byte up to 127.
         put_varint(&mut out, self.data.len());
         out.extend_from_slice(&self.data);
@@ -201,7 +201,7 @@ const HAS_V6: u8 = 4;
 const DEVICE_UA_MAX: usize = 1024;
 
 /// `s` cut to at most `max` bytes at a character boundary.
-fn cut(s: &str, max: usize) -> &str {
+pub(crate) fn cut(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -222,12 +222,9 @@ fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => {
             // Ids and keys are short; anything longer is cut at a char boundary.
-            let mut end = s.len().min(NONE as usize - 1);
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            out.extend_from_slice(&(end as u16).to_be_bytes());
-            out.extend_from_slice(&s.as_bytes()[..end]);
+            let s = cut(s, NONE as usize - 1);
+            out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
         }
         None => out.extend_from_slice(&NONE.to_be_bytes()),
     }
