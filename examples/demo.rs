@@ -300,8 +300,11 @@ async fn set_profile(
     // JSON whatever the content type, as the login route reads its body
     // (`curl -d` sends a form type).
     body: axum::body::Bytes,
-) -> Result<StatusCode, (StatusCode, Json<Value>)> {
-    let bad = |message: &str| error(StatusCode::BAD_REQUEST, "bad_request", message, false);
+) -> Result<StatusCode, axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    let bad = |message: &str| {
+        error(StatusCode::BAD_REQUEST, "bad_request", message, false).into_response()
+    };
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return Err(bad("the body must be JSON {\"nickname\": \"...\"}"));
     };
@@ -319,7 +322,7 @@ async fn set_profile(
     };
     wx.set_user_data(user.openid(), &updated)
         .await
-        .map_err(|rejection| (rejection.status(), Json(rejection.body_json())))?;
+        .map_err(|rejection| rejection.into_response())?;
     Ok(StatusCode::NO_CONTENT)
 }
 

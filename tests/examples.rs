@@ -226,10 +226,16 @@ impl Example {
 
     /// POSTs a login code; returns status and JSON body.
     async fn login_code(&self, client: &reqwest::Client, code: &str) -> (u16, Value) {
+        self.login_body(client, json!({ "code": code })).await
+    }
+
+    /// POSTs a login body (the code and any fields of the app's); returns
+    /// status and JSON body.
+    async fn login_body(&self, client: &reqwest::Client, body: Value) -> (u16, Value) {
         let res = client
             .post(format!("{}/wx/login", self.base))
             .header("content-type", "application/json")
-            .body(json!({ "code": code }).to_string())
+            .body(body.to_string())
             .send()
             .await
             .expect("login request");
@@ -475,13 +481,9 @@ async fn demo_app_login_reply_fields_invite_and_another_session() {
 
     // First login with an invite: is_new, a user_id, the invite kept.
     let code = demo.mint(&client, "o-inv", None).await;
-    let res = client
-        .post(format!("{}/wx/login", demo.base))
-        .json(&json!({ "code": code, "invite": "X" }))
-        .send()
-        .await
-        .unwrap();
-    let (status, first) = status_json(res).await;
+    let (status, first) = demo
+        .login_body(&client, json!({ "code": code, "invite": "X" }))
+        .await;
     assert_eq!(status, 200, "{first}");
     assert_login_reply(&first, "o-inv", None, WEEK_SECS);
     assert_eq!(first["is_new"], true, "{first}");
@@ -492,13 +494,9 @@ async fn demo_app_login_reply_fields_invite_and_another_session() {
 
     // Second login, another invite: not new, the same user_id, the first invite.
     let code = demo.mint(&client, "o-inv", None).await;
-    let res = client
-        .post(format!("{}/wx/login", demo.base))
-        .json(&json!({ "code": code, "invite": "Y" }))
-        .send()
-        .await
-        .unwrap();
-    let (status, again) = status_json(res).await;
+    let (status, again) = demo
+        .login_body(&client, json!({ "code": code, "invite": "Y" }))
+        .await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["is_new"], false);
     assert_eq!(again["user_id"], user_id);
